@@ -1,0 +1,410 @@
+"""Stage `corpus`: build the mini corpus in the ASVspoof 2019 LA layout from installable material.
+
+Bona fide speech is the Asterisk voice prompts shipped by Debian (real human recordings,
+16 kHz G.722). Spoofs are made here, one attack id per generator (see ATTACKS). Every
+utterance, bona fide or spoof, leaves through the same channel (silence trim, level
+normalisation, a G.722 round trip, 16-bit FLAC), so the channel cannot tell the classes apart.
+
+    python -m pipeline.corpus [--params params.yaml] [--out data/mini_corpus]
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from joblib import Parallel, delayed
+from tqdm import tqdm
+
+from features import resample
+from features.f0 import pyworld
+from pipeline.protocol import PROTOCOL_NAMES, audio_dir, protocol_path
+from pipeline.settings import PARTITIONS, CorpusSettings, load_settings
+
+SAMPLE_RATE = 16000
+G722_BYTES_PER_SECOND = 8000  # 64 kbit/s
+
+# Attack id -> (generator, description). Train/dev use A01-A04; eval adds unseen A05-A07.
+ATTACKS = {
+    "A01": ("espeak", "TTS: espeak-ng formant synthesis, in the target speaker's language"),
+    "A02": ("flite", "TTS: flite (CMU) voices, English"),
+    "A03": ("world", "vocoder: WORLD analysis/resynthesis (dio + CheapTrick + D4C)"),
+    "A04": ("griffinlim", "vocoder: Griffin-Lim phase reconstruction from the magnitude STFT"),
+    "A05": ("festival", "TTS: festival diphone synthesis, English"),
+    "A06": ("world_vc", "VC-like: WORLD with pitch shift and spectral-envelope frequency warping"),
+    "A07": ("world_spss", "SPSS-like: WORLD with harvest F0, smoothed F0 and low-order coded envelope"),
+}
+
+ESPEAK_VOICES = {"en": "en-us", "es": "es-419", "fr": "fr-fr", "it": "it", "ru": "ru"}
+FLITE_VOICES = ("kal16", "awb", "rms", "slt")
+
+# IVR-style prompts, written for this project in the languages of the bona fide speakers, so
+# TTS spoofs say the same kind of thing as the bona fide prompts. {n} a number, {d} a digit.
+PROMPT_TEMPLATES = {
+    "en": [
+        "Please enter your account number followed by the pound key.",
+        "You have {n} new messages.", "Your call is number {n} in the queue.",
+        "The number you have dialed is not in service.",
+        "Please hold while we transfer your call.", "Press {d} to return to the main menu.",
+        "Your conference room number is {n}.", "The estimated wait time is {d} minutes.",
+        "Sorry, that extension is not available.", "Please record your message after the tone.",
+        "Your balance is {n} dollars.", "To speak with an operator, press zero.",
+    ],
+    "es": [
+        "Por favor, introduzca su número de cuenta seguido de la tecla numeral.",
+        "Tiene {n} mensajes nuevos.", "Su llamada es la número {n} en la cola.",
+        "El número que usted marcó no está en servicio.",
+        "Por favor espere mientras transferimos su llamada.",
+        "Oprima {d} para volver al menú principal.",
+        "El número de su sala de conferencia es {n}.",
+        "El tiempo de espera estimado es de {d} minutos.",
+        "Lo siento, esa extensión no está disponible.",
+        "Por favor, grabe su mensaje después del tono.",
+    ],
+    "fr": [
+        "Veuillez entrer votre numéro de compte suivi de la touche dièse.",
+        "Vous avez {n} nouveaux messages.", "Votre appel est le numéro {n} dans la file d'attente.",
+        "Le numéro que vous avez composé n'est pas en service.",
+        "Veuillez patienter pendant que nous transférons votre appel.",
+        "Appuyez sur {d} pour revenir au menu principal.",
+        "Le numéro de votre salle de conférence est {n}.",
+        "Le temps d'attente estimé est de {d} minutes.",
+        "Désolé, ce poste n'est pas disponible.",
+        "Veuillez enregistrer votre message après le signal sonore.",
+    ],
+    "it": [
+        "Inserisca il suo numero di conto seguito dal tasto cancelletto.",
+        "Ha {n} nuovi messaggi.", "La sua chiamata è la numero {n} in coda.",
+        "Il numero selezionato non è attivo.", "Attenda mentre trasferiamo la sua chiamata.",
+        "Prema {d} per tornare al menu principale.", "Il numero della sua sala conferenze è {n}.",
+        "Il tempo di attesa stimato è di {d} minuti.",
+        "Spiacenti, questo interno non è disponibile.",
+        "Registri il suo messaggio dopo il segnale acustico.",
+    ],
+    "ru": [
+        "Пожалуйста, введите номер счёта и нажмите решётку.", "У вас {n} новых сообщений.",
+        "Ваш звонок {n} в очереди.", "Набранный вами номер не обслуживается.",
+        "Пожалуйста, подождите, мы переводим ваш звонок.",
+        "Нажмите {d}, чтобы вернуться в главное меню.", "Номер вашей конференц-комнаты {n}.",
+        "Примерное время ожидания {d} минут.", "Извините, этот внутренний номер недоступен.",
+        "Пожалуйста, запишите сообщение после сигнала.",
+    ],
+}
+
+
+class CorpusError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One Asterisk recording."""
+    path: str
+    speaker: str
+    language: str
+
+
+@dataclass(frozen=True)
+class Item:
+    """One utterance to render: bona fide (a prompt) or a spoof (an attack + prompt or text)."""
+    utt_id: str
+    speaker: str
+    attack: str            # "-" for bona fide
+    prompt: Prompt         # bona fide source, vocoder input, or TTS target speaker/language
+    text: str
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return "bonafide" if self.attack == "-" else "spoof"
+
+
+# ---------------------------------------------------------------- planning (no audio work)
+
+def find_prompts(settings: CorpusSettings) -> dict[str, list[Prompt]]:
+    """Prompts per speaker, sorted, within the duration limits (known from the G.722 file size)."""
+    root = Path(settings.sources)
+    by_speaker: dict[str, list[Prompt]] = {}
+    for folder, speaker in sorted(settings.speakers.items()):
+        voice_dir = root / folder
+        if not voice_dir.is_dir():
+            raise CorpusError(f"{voice_dir}: voice folder missing; install the Asterisk prompts "
+                              f"(make system-deps) or fix corpus.sources / corpus.speakers")
+        language = folder.split("_")[0]
+        for path in sorted(voice_dir.rglob("*.g722")):
+            seconds = path.stat().st_size / G722_BYTES_PER_SECOND
+            if settings.min_seconds <= seconds <= settings.max_seconds:
+                by_speaker.setdefault(speaker, []).append(Prompt(str(path), speaker, language))
+    return by_speaker
+
+
+def make_text(language: str, rng: random.Random) -> str:
+    templates = PROMPT_TEMPLATES.get(language, PROMPT_TEMPLATES["en"])
+    count = rng.choice((1, 1, 2))
+    parts = [rng.choice(templates).format(n=rng.randint(2, 9999), d=rng.randint(1, 9)) for _ in range(count)]
+    return " ".join(parts)
+
+
+def plan_partition(partition: str, prompts: dict[str, list[Prompt]], settings: CorpusSettings) -> list[Item]:
+    """Decide every utterance of a partition; deterministic for the corpus seed."""
+    rng = random.Random(f"{settings.seed}-{partition}")
+    pool = [p for spk in settings.partition_speakers[partition] for p in prompts.get(spk, [])]
+    if not pool:
+        raise CorpusError(f"partition {partition}: no prompts for speakers "
+                          f"{settings.partition_speakers[partition]}")
+    rng.shuffle(pool)
+    n_bona = settings.bonafide[partition]
+    if n_bona > len(pool):
+        raise CorpusError(f"partition {partition}: corpus.bonafide.{partition}={n_bona} but only "
+                          f"{len(pool)} prompts of its speakers are usable")
+    bonafide, rest = pool[:n_bona], pool[n_bona:] or pool
+    specs = [("-", p, "") for p in bonafide]
+    cursor = 0
+    for attack in settings.attacks[partition]:
+        if attack not in ATTACKS:
+            raise CorpusError(f"corpus.attacks.{partition}: unknown attack {attack}; known: {sorted(ATTACKS)}")
+        generator = ATTACKS[attack][0]
+        for _ in range(settings.spoofs_per_attack[partition]):
+            # Vocoded spoofs copy prompts that are not bona fide in this corpus, when there are enough.
+            prompt = rest[cursor % len(rest)]
+            cursor += 1
+            text = ""
+            if generator in ("espeak", "flite", "festival"):
+                language = prompt.language if generator == "espeak" else "en"
+                text = make_text(language, rng)
+            specs.append((attack, prompt, text))
+    rng.shuffle(specs)
+    letter = partition[0].upper()
+    return [Item(f"MINI_{letter}_{i + 1:07d}", prompt.speaker, attack, prompt, text, rng.getrandbits(32))
+            for i, (attack, prompt, text) in enumerate(specs)]
+
+
+# ---------------------------------------------------------------- audio generators
+
+def decode_g722(path: str) -> np.ndarray:
+    import G722
+    pcm = G722.G722(SAMPLE_RATE, 64000).decode(Path(path).read_bytes())
+    return np.array(pcm, dtype=np.float32) / 32768.0
+
+
+def g722_round_trip(x: np.ndarray) -> np.ndarray:
+    import G722
+    pcm = np.clip(np.round(x * 32767.0), -32768, 32767).astype(np.int16)
+    coded = G722.G722(SAMPLE_RATE, 64000).encode(pcm)
+    return np.array(G722.G722(SAMPLE_RATE, 64000).decode(coded), dtype=np.float32) / 32768.0
+
+
+def run_tool(cmd: list[str], out_wav: Path) -> np.ndarray:
+    try:
+        subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+    except FileNotFoundError:
+        raise CorpusError(f"{cmd[0]} is not installed (make system-deps installs it)") from None
+    except subprocess.CalledProcessError as err:
+        raise CorpusError(f"{' '.join(cmd[:3])}... failed: {err.stderr.decode(errors='replace')[-300:]}") from None
+    x, rate = sf.read(out_wav, dtype="float32", always_2d=False)
+    if x.ndim == 2:
+        x = x.mean(axis=1)
+    return resample(x, rate, SAMPLE_RATE)
+
+
+def tts(generator: str, text: str, language: str, rng: np.random.Generator, tmp: Path) -> np.ndarray:
+    out = tmp / "tts.wav"
+    if generator == "espeak":
+        variant = rng.choice(["m1", "m2", "m3", "m4", "f1", "f2", "f3", "f4"])
+        cmd = ["espeak-ng", "-v", f"{ESPEAK_VOICES.get(language, 'en-us')}+{variant}",
+               "-s", str(int(rng.integers(140, 190))), "-p", str(int(rng.integers(30, 70))),
+               "-w", str(out), text]
+    elif generator == "flite":
+        cmd = ["flite", "-voice", str(rng.choice(FLITE_VOICES)),
+               "--setf", f"duration_stretch={rng.uniform(0.9, 1.15):.3f}",
+               "--setf", f"int_f0_target_mean={rng.uniform(90, 190):.1f}", "-t", text, "-o", str(out)]
+    else:  # festival
+        (tmp / "text.txt").write_text(text)
+        cmd = ["text2wave", "-eval", "(voice_kal_diphone)", "-eval",
+               f"(Parameter.set 'Duration_Stretch {rng.uniform(0.9, 1.15):.3f})",
+               str(tmp / "text.txt"), "-o", str(out)]
+    return run_tool(cmd, out)
+
+
+def world_analyse(x: np.ndarray, f0_method: str = "dio"):
+    x = x.astype(np.float64)
+    if f0_method == "harvest":
+        f0, t = pyworld.harvest(x, SAMPLE_RATE, frame_period=5.0)
+    else:
+        f0, t = pyworld.dio(x, SAMPLE_RATE, frame_period=5.0)
+        f0 = pyworld.stonemask(x, f0, t, SAMPLE_RATE)
+    sp = pyworld.cheaptrick(x, f0, t, SAMPLE_RATE)
+    ap = pyworld.d4c(x, f0, t, SAMPLE_RATE)
+    return f0, sp, ap
+
+
+def warp_envelope(sp: np.ndarray, alpha: float) -> np.ndarray:
+    """Stretch the spectral envelope along frequency (alpha > 1 moves formants up)."""
+    bins = np.arange(sp.shape[1])
+    source = np.clip(bins / alpha, 0, sp.shape[1] - 1)
+    return np.stack([np.interp(source, bins, frame) for frame in sp])
+
+
+def vocode(generator: str, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    if generator == "griffinlim":
+        import librosa
+        magnitude = np.abs(librosa.stft(x, n_fft=512, hop_length=128))
+        return librosa.griffinlim(magnitude, n_iter=32, hop_length=128, n_fft=512,
+                                  random_state=int(rng.integers(2**31)), length=len(x))
+    if generator == "world":
+        f0, sp, ap = world_analyse(x)
+    elif generator == "world_vc":
+        f0, sp, ap = world_analyse(x)
+        shift = rng.choice([-1, 1]) * rng.uniform(0.12, 0.25)
+        f0 = f0 * np.exp(shift)
+        sp = warp_envelope(sp, float(np.exp(shift / 2)))
+    else:  # world_spss: oversmoothed parameters, like a statistical parametric synthesiser
+        import scipy.signal
+        f0, sp, ap = world_analyse(x, "harvest")
+        voiced = f0 > 0
+        f0[voiced] = scipy.signal.medfilt(f0, 9)[voiced]
+        fft_size = (sp.shape[1] - 1) * 2
+        coded = pyworld.code_spectral_envelope(sp, SAMPLE_RATE, 24)
+        sp = pyworld.decode_spectral_envelope(np.ascontiguousarray(coded), SAMPLE_RATE, fft_size)
+        coded_ap = pyworld.code_aperiodicity(ap, SAMPLE_RATE)
+        ap = pyworld.decode_aperiodicity(np.ascontiguousarray(coded_ap), SAMPLE_RATE, fft_size)
+    y = pyworld.synthesize(np.ascontiguousarray(f0), np.ascontiguousarray(sp),
+                           np.ascontiguousarray(ap), SAMPLE_RATE, frame_period=5.0)
+    return y.astype(np.float32)
+
+
+def final_channel(x: np.ndarray, settings: CorpusSettings) -> np.ndarray:
+    """The same last steps for every utterance: trim, crop, level, G.722 round trip."""
+    import librosa
+    x = np.asarray(x, dtype=np.float32)
+    trimmed, _ = librosa.effects.trim(x, top_db=40, frame_length=512, hop_length=128)
+    if len(trimmed) >= SAMPLE_RATE // 4:
+        x = trimmed
+    x = x[: int(settings.max_seconds * SAMPLE_RATE)]
+    rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
+    if rms > 0:
+        x = x * (10 ** (settings.target_rms_db / 20) / rms)
+    peak = float(np.max(np.abs(x))) if len(x) else 0.0
+    if peak > 0.99:
+        x = x * (0.99 / peak)
+    return g722_round_trip(x)
+
+
+def render(item: Item, out_dir: Path, settings: CorpusSettings) -> None:
+    """Make one utterance's audio and write it as FLAC (temp name first, then rename)."""
+    rng = np.random.default_rng(item.seed)
+    generator = ATTACKS[item.attack][0] if item.attack != "-" else "bonafide"
+    with tempfile.TemporaryDirectory() as tmp:
+        if generator == "bonafide":
+            x = decode_g722(item.prompt.path)
+        elif item.text:
+            x = tts(generator, item.text, item.prompt.language, rng, Path(tmp))
+        else:
+            x = vocode(generator, decode_g722(item.prompt.path), rng)
+    y = final_channel(x, settings)
+    target = out_dir / f"{item.utt_id}.flac"
+    partial = target.with_suffix(".tmp")
+    sf.write(partial, y, SAMPLE_RATE, subtype="PCM_16", format="FLAC")
+    partial.replace(target)
+
+
+# ---------------------------------------------------------------- stage
+
+def source_of(item: Item) -> str:
+    if item.attack == "-":
+        return item.prompt.path
+    generator = ATTACKS[item.attack][0]
+    return f"{generator}:{item.prompt.path}" if not item.text else f"{generator}:text={item.text}"
+
+
+def write_readme(out: Path, counts: dict[str, dict[str, int]], settings: CorpusSettings) -> None:
+    lines = ["# Mini corpus (generated by `python -m pipeline.corpus`)", "",
+             "ASVspoof 2019 LA layout. Bona fide: Asterisk voice prompts (Debian packages "
+             "asterisk-core-sounds-*-g722), real human recordings by Allison Smith (en, es; CC-BY-SA-3.0), "
+             "June Wallack (fr; CC-BY-SA-3.0), Carlo Flora (it; CC-BY-3.0) and ivrvoice.ru (ru; CC-BY-3.0): "
+             "see licenses/. Vocoded spoofs are derived from these recordings and carry the same licences. "
+             "TTS spoofs speak sentences written for this project.", "",
+             "`sources.tsv` names each utterance's source file or generator and text.", "",
+             "## Attacks", "", "| id | generator | partitions |", "| --- | --- | --- |"]
+    for attack, (_, description) in ATTACKS.items():
+        parts = [p for p in PARTITIONS if attack in settings.attacks[p]]
+        lines.append(f"| {attack} | {description} | {', '.join(parts) or '-'} |")
+    lines += ["", "## Counts", "", "| partition | speakers | bona fide | spoof |", "| --- | --- | --- | --- |"]
+    for part in PARTITIONS:
+        lines.append(f"| {part} | {', '.join(settings.partition_speakers[part])} | "
+                     f"{counts[part]['bonafide']} | {counts[part]['spoof']} |")
+    (out / "README.md").write_text("\n".join(lines) + "\n")
+
+
+def build_corpus(settings: CorpusSettings, out: Path, n_jobs: int | None = None) -> dict:
+    """Build the whole mini corpus into out (replacing what is there). Returns counts per partition."""
+    n_jobs = n_jobs or settings.n_jobs
+    prompts = find_prompts(settings)
+    plans = {part: plan_partition(part, prompts, settings) for part in PARTITIONS}
+    for tool, generators in (("espeak-ng", {"espeak"}), ("flite", {"flite"}), ("text2wave", {"festival"})):
+        needed = any(ATTACKS[i.attack][0] in generators for plan in plans.values() for i in plan if i.attack != "-")
+        if needed and shutil.which(tool) is None:
+            raise CorpusError(f"{tool} is not installed; run `make system-deps` (Debian packages)")
+    if out.exists():
+        shutil.rmtree(out)
+    (out / "ASVspoof2019_LA_cm_protocols").mkdir(parents=True)
+    counts = {}
+    for part in PARTITIONS:
+        flac_dir = audio_dir(out, part)
+        flac_dir.mkdir(parents=True)
+        items = plans[part]
+        jobs = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
+            delayed(render)(item, flac_dir, settings) for item in items)
+        for _ in tqdm(jobs, total=len(items), desc=f"corpus {part}", unit="utt"):
+            pass
+        protocol_path(out, part).write_text(
+            "".join(f"{i.speaker} {i.utt_id} - {i.attack} {i.key}\n" for i in items))
+        with open(out / "sources.tsv", "a") as f:
+            for i in items:
+                f.write(f"{part}\t{i.utt_id}\t{i.attack}\t{source_of(i)}\n")
+        counts[part] = {"bonafide": sum(i.key == "bonafide" for i in items),
+                        "spoof": sum(i.key == "spoof" for i in items)}
+    licenses = out / "licenses"
+    licenses.mkdir()
+    for folder in sorted(settings.speakers):
+        language = folder.split("_")[0]
+        copyright_file = Path(f"/usr/share/doc/asterisk-core-sounds-{language}-g722/copyright")
+        if copyright_file.exists():
+            shutil.copy(copyright_file, licenses / f"asterisk-core-sounds-{language}.copyright")
+    write_readme(out, counts, settings)
+    return counts
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--out", default="data/mini_corpus")
+    args = parser.parse_args(argv)
+    settings = load_settings(args.params)
+    out = Path(args.out)
+    if not settings.corpus.build:
+        # The real corpus is used (data.root points at it): leave an empty, explained output.
+        if out.exists():
+            shutil.rmtree(out)
+        out.mkdir(parents=True)
+        (out / "README.md").write_text("corpus.build is false: no mini corpus was built.\n")
+        return 0
+    try:
+        counts = build_corpus(settings.corpus, out)
+    except CorpusError as err:
+        print(f"corpus: {err}", file=sys.stderr)
+        return 1
+    for part, c in counts.items():
+        print(f"{part}: {c['bonafide']} bona fide, {c['spoof']} spoof")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

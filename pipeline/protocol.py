@@ -1,0 +1,85 @@
+"""ASVspoof 2019 LA protocols: file locations and a validating parser.
+
+A protocol line is `SPEAKER UTT - ATTACK KEY`; ATTACK is `-` for bona fide, KEY is
+`bonafide` or `spoof`. Problems are reported with the file and line number.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+PROTOCOL_NAMES = {
+    "train": "ASVspoof2019.LA.cm.train.trn.txt",
+    "dev": "ASVspoof2019.LA.cm.dev.trl.txt",
+    "eval": "ASVspoof2019.LA.cm.eval.trl.txt",
+}
+KEYS = {"bonafide": 1, "spoof": 0}
+# A plain file name: no path separators, no "..", nothing that could leave the corpus root.
+_UTT_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+class ProtocolError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Utterance:
+    utt_id: str
+    speaker: str
+    attack: str  # "-" for bona fide
+    label: int   # 1 bona fide, 0 spoof
+
+    @property
+    def key(self) -> str:
+        return "bonafide" if self.label == 1 else "spoof"
+
+
+def protocol_path(root: str | Path, partition: str) -> Path:
+    return Path(root) / "ASVspoof2019_LA_cm_protocols" / PROTOCOL_NAMES[partition]
+
+
+def audio_dir(root: str | Path, partition: str) -> Path:
+    return Path(root) / f"ASVspoof2019_LA_{partition}" / "flac"
+
+
+def parse_line(line: str) -> Utterance:
+    fields = line.split()
+    if len(fields) != 5:
+        raise ValueError(f"expected 5 fields 'SPEAKER UTT - ATTACK KEY', got {len(fields)}")
+    speaker, utt_id, _, attack, key = fields
+    if key not in KEYS:
+        raise ValueError(f"unknown key {key!r} (expected 'bonafide' or 'spoof')")
+    if not _UTT_ID.match(utt_id) or ".." in utt_id:
+        raise ValueError(f"utterance id {utt_id!r} is not a plain file name")
+    if (attack == "-") != (key == "bonafide"):
+        raise ValueError(f"attack {attack!r} does not fit key {key!r} ('-' is for bona fide only)")
+    return Utterance(utt_id, speaker, attack, KEYS[key])
+
+
+def parse_protocol(path: str | Path, on_error: str = "stop") -> tuple[list[Utterance], list[str]]:
+    """Parse a protocol file. Returns (utterances, problems).
+
+    With on_error="stop" the first problem raises ProtocolError; with "skip" the bad line is
+    left out and its problem returned, so the caller can report it. Blank lines are ignored.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ProtocolError(f"{path}: protocol file not found")
+    utterances, problems, seen = [], [], {}
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            utt = parse_line(line)
+            if utt.utt_id in seen:
+                raise ValueError(f"duplicate utterance id {utt.utt_id} (first on line {seen[utt.utt_id]})")
+        except ValueError as err:
+            problem = f"{path}:{number}: {err}"
+            if on_error == "stop":
+                raise ProtocolError(problem) from None
+            problems.append(problem)
+            continue
+        seen[utt.utt_id] = number
+        utterances.append(utt)
+    return utterances, problems

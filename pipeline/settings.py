@@ -1,0 +1,230 @@
+"""Typed, validated settings loaded once from params.yaml.
+
+Each params.yaml section maps onto one dataclass below. Unknown keys, wrong types and
+out-of-range values are reported at start-up with their path (``features.n_fft``), never
+as a KeyError half-way through a run. Library code receives these objects; it never
+reads params.yaml itself.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Optional
+
+import yaml
+
+PARTITIONS = ("train", "dev", "eval")
+
+# Bump when the meaning of stored features changes without a settings change
+# (a bug fix in the extraction code), so old shards are refused.
+FEATURE_VERSION = 1
+
+
+class SettingsError(ValueError):
+    """A params.yaml problem, reported with the key's path."""
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    # Folder in the ASVspoof 2019 LA layout: the mini corpus, or the real corpus.
+    root: str = "data/mini_corpus"
+    # What to do with a malformed protocol line or a missing audio file.
+    on_error: Literal["stop", "skip"] = "stop"
+
+
+@dataclass(frozen=True)
+class CorpusSettings:
+    build: bool = True
+    seed: int = 1
+    sources: str = "/usr/share/asterisk/sounds"
+    # Asterisk voice folder -> speaker; a speaker may record several languages.
+    speakers: dict = field(default_factory=lambda: {
+        "en_US_f_Allison": "ALLISON", "es_MX_f_Allison": "ALLISON",
+        "fr_CA_f_June": "JUNE", "it_IT_m_Carlo": "CARLO", "ru_RU_f_IvrvoiceRU": "IVRRU"})
+    partition_speakers: dict = field(default_factory=lambda: {
+        "train": ["ALLISON", "CARLO"], "dev": ["JUNE"], "eval": ["IVRRU"]})
+    bonafide: dict = field(default_factory=lambda: {"train": 150, "dev": 100, "eval": 120})
+    spoofs_per_attack: dict = field(default_factory=lambda: {"train": 150, "dev": 100, "eval": 120})
+    attacks: dict = field(default_factory=lambda: {
+        "train": ["A01", "A02", "A03", "A04"], "dev": ["A01", "A02", "A03", "A04"],
+        "eval": ["A01", "A03", "A05", "A06", "A07"]})
+    min_seconds: float = 1.0
+    max_seconds: float = 8.0
+    target_rms_db: float = -26.0
+    n_jobs: int = 2
+
+    def validate(self, path: str) -> None:
+        for name in ("partition_speakers", "bonafide", "spoofs_per_attack", "attacks"):
+            got = set(getattr(self, name))
+            if got != set(PARTITIONS):
+                raise SettingsError(f"{path}.{name}: needs exactly the keys {list(PARTITIONS)}, got {sorted(got)}")
+        for part in PARTITIONS:
+            for name in ("bonafide", "spoofs_per_attack"):
+                value = getattr(self, name)[part]
+                if not isinstance(value, int) or value < 0:
+                    raise SettingsError(f"{path}.{name}.{part}: must be an integer >= 0, got {value!r}")
+        known = set(self.speakers.values())
+        for part, spk in self.partition_speakers.items():
+            unknown = set(spk) - known
+            if unknown:
+                raise SettingsError(f"{path}.partition_speakers.{part}: unknown speakers {sorted(unknown)}; "
+                                    f"known: {sorted(known)}")
+        if not 0 < self.min_seconds < self.max_seconds:
+            raise SettingsError(f"{path}: need 0 < min_seconds < max_seconds")
+        _positive(self.n_jobs, f"{path}.n_jobs")
+
+
+@dataclass(frozen=True)
+class FeatureSettings:
+    sample_rate: int = 16000
+    preemphasis: float = 0.97
+    n_fft: int = 1728
+    win_length: int = 1728
+    hop_length: int = 130
+    window: Literal["blackman", "hann", "hamming"] = "blackman"
+    # Keep the STFT bins from 0 Hz up to the first bin at or above max_hz (400 Hz -> 45 bins).
+    max_hz: float = 400.0
+    # log(|X| + exp(log_floor)): the floor keeps silent bins finite.
+    log_floor: float = -80.0
+    f0_method: Literal["dio", "harvest"] = "dio"
+    f0_floor: float = 71.0
+    f0_ceil: float = 800.0
+
+    def validate(self, path: str) -> None:
+        for name in ("sample_rate", "n_fft", "win_length", "hop_length"):
+            _positive(getattr(self, name), f"{path}.{name}")
+        if self.win_length > self.n_fft:
+            raise SettingsError(f"{path}.win_length: {self.win_length} exceeds n_fft {self.n_fft}")
+        if not 0.0 <= self.preemphasis < 1.0:
+            raise SettingsError(f"{path}.preemphasis: must be in [0, 1), got {self.preemphasis}")
+        nyquist = self.sample_rate / 2
+        if not 0 < self.max_hz <= nyquist:
+            raise SettingsError(f"{path}.max_hz: must be in (0, {nyquist:g}] (Nyquist), got {self.max_hz}")
+        if not 0 < self.f0_floor < self.f0_ceil <= nyquist:
+            raise SettingsError(f"{path}: need 0 < f0_floor < f0_ceil <= Nyquist")
+
+    @property
+    def n_bins(self) -> int:
+        return min(math.ceil(self.max_hz * self.n_fft / self.sample_rate) + 1, self.n_fft // 2 + 1)
+
+    @property
+    def frame_period_ms(self) -> float:
+        return 1000.0 * self.hop_length / self.sample_rate
+
+    def fingerprint(self) -> str:
+        """Identifies everything that decides the stored feature values."""
+        payload = json.dumps({"version": FEATURE_VERSION, **dataclasses.asdict(self)}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class ExtractSettings:
+    n_jobs: int = 2
+    backend: Literal["loky", "dask"] = "loky"
+    # dask.distributed scheduler address (tcp://HOST:PORT); null starts a local cluster.
+    scheduler: Optional[str] = None
+    # Utterances per shard: one shard is one parallel task and the unit of resume.
+    shard_size: int = 500
+    on_error: Literal["stop", "skip"] = "stop"
+
+    def validate(self, path: str) -> None:
+        _positive(self.n_jobs, f"{path}.n_jobs")
+        _positive(self.shard_size, f"{path}.shard_size")
+
+
+@dataclass(frozen=True)
+class F0ReportSettings:
+    partition: Literal["train", "dev", "eval"] = "train"
+    histogram_max_hz: float = 600.0
+    histogram_bins: int = 60
+
+
+@dataclass(frozen=True)
+class Settings:
+    data: DataSettings = field(default_factory=DataSettings)
+    corpus: CorpusSettings = field(default_factory=CorpusSettings)
+    features: FeatureSettings = field(default_factory=FeatureSettings)
+    extract: ExtractSettings = field(default_factory=ExtractSettings)
+    f0_report: F0ReportSettings = field(default_factory=F0ReportSettings)
+
+
+def _positive(value, path: str) -> None:
+    if value <= 0:
+        raise SettingsError(f"{path}: must be > 0, got {value}")
+
+
+def _check_type(value, hint, path: str):
+    """Return value converted to hint (only int -> float is converted), or raise."""
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        if value not in typing.get_args(hint):
+            raise SettingsError(f"{path}: must be one of {list(typing.get_args(hint))}, got {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _check_type(value, inner, path)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SettingsError(f"{path}: must be a number, got {value!r}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SettingsError(f"{path}: must be an integer, got {value!r}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise SettingsError(f"{path}: must be true or false, got {value!r}")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise SettingsError(f"{path}: must be a string, got {value!r}")
+        return value
+    if hint is dict:
+        if not isinstance(value, dict):
+            raise SettingsError(f"{path}: must be a mapping, got {value!r}")
+        return value
+    if dataclasses.is_dataclass(hint):
+        return build(hint, value, path)
+    raise TypeError(f"unsupported settings type {hint} at {path}")
+
+
+def build(cls, data, path: str):
+    """Build dataclass cls from a mapping, checking keys, types and ranges."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise SettingsError(f"{path or 'top level'}: must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    key_path = (lambda k: f"{path}.{k}") if path else (lambda k: k)
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise SettingsError(f"{key_path(unknown[0])}: unknown key (known keys: {', '.join(sorted(names))})")
+    values = {k: _check_type(v, hints[k], key_path(k)) for k, v in data.items()}
+    obj = cls(**values)
+    if hasattr(obj, "validate"):
+        obj.validate(path)
+    return obj
+
+
+def load_settings(path: str | Path = "params.yaml") -> Settings:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise SettingsError(f"{path}: settings file not found") from None
+    except yaml.YAMLError as err:
+        raise SettingsError(f"{path}: not valid YAML: {err}") from None
+    try:
+        return build(Settings, raw, "")
+    except SettingsError as err:
+        raise SettingsError(f"{path}: {err}") from None
