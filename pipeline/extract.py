@@ -1,0 +1,154 @@
+"""Stage `features@<partition>`: manifest -> F0 subband + F0 shards, in parallel, resumable.
+
+    python -m pipeline.extract PARTITION [--params params.yaml] [--manifest data/manifest]
+                               [--out data/features]
+
+The manifest is cut into shards of about extract.shard_size utterances. Each shard is one
+joblib task (loky on this machine, or a dask cluster) that loads the audio, computes the
+features and writes the whole shard atomically. A rerun keeps every finished shard that was
+planned the same way with the same settings and computes only the rest.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import math
+import sys
+from pathlib import Path
+
+from joblib import Parallel, delayed, parallel_config
+from tqdm import tqdm
+
+import features
+from pipeline.manifest import read_manifest
+from pipeline.protocol import ProtocolError
+from pipeline.settings import PARTITIONS, ExtractSettings, FeatureSettings, SettingsError, load_settings
+from pipeline.shards import (ShardError, ShardReader, file_sha256, shard_attrs, shard_name,
+                             write_index, write_shard)
+
+
+class ExtractionError(RuntimeError):
+    pass
+
+
+def plan_shards(rows: list, shard_size: int) -> list[list]:
+    """Split rows into ceil(N / shard_size) shards of near-equal size, in manifest order."""
+    n_shards = max(1, math.ceil(len(rows) / shard_size))
+    return [rows[i * len(rows) // n_shards:(i + 1) * len(rows) // n_shards] for i in range(n_shards)]
+
+
+def plan_digest(rows: list) -> str:
+    text = "\n".join(f"{u.utt_id}\t{u.speaker}\t{u.attack}\t{u.label}\t{path}" for u, path in rows)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def is_complete(path: Path, digest: str, fingerprint: str) -> bool:
+    attrs = shard_attrs(path) if path.is_file() else {}
+    return attrs.get("fingerprint") == fingerprint and attrs.get("plan_digest") == digest
+
+
+def extract_shard(rows: list, path: Path, settings: FeatureSettings, on_error: str) -> tuple[int, list[dict]]:
+    """Compute and write one shard. Returns (utterances written, skipped [{utt_id, path, reason}]).
+
+    Skipped utterances are recorded in the shard itself, so their reasons survive a resumed run.
+    """
+    records, skipped = [], []
+    for utt, audio_path in rows:
+        try:
+            waveform = features.load_audio(audio_path, settings.sample_rate)
+            subband, f0 = features.extract(waveform, settings.sample_rate, settings)
+        except features.AudioError as err:
+            if on_error == "stop":
+                raise ExtractionError(f"{utt.utt_id}: {err}") from None
+            skipped.append({"utt_id": utt.utt_id, "path": str(audio_path), "reason": err.reason})
+            continue
+        records.append((utt, subband, f0))
+    write_shard(path, records, settings, plan_digest(rows), skipped)
+    return len(records), skipped
+
+
+@contextlib.contextmanager
+def backend(settings: ExtractSettings):
+    """joblib's backend: loky processes here, or a dask.distributed cluster."""
+    if settings.backend == "loky":
+        with parallel_config(backend="loky", n_jobs=settings.n_jobs):
+            yield
+        return
+    from dask.distributed import Client, LocalCluster
+    if settings.scheduler:
+        client = Client(settings.scheduler)
+    else:
+        client = Client(LocalCluster(n_workers=settings.n_jobs, threads_per_worker=1, processes=True))
+    with client, parallel_config(backend="dask", n_jobs=settings.n_jobs):
+        yield
+
+
+def extract_partition(manifest: Path, out: Path, feature_settings: FeatureSettings,
+                      extract_settings: ExtractSettings, progress: bool = True) -> dict:
+    """Extract one partition into out/ (shards + index.json). Returns a summary."""
+    rows = read_manifest(manifest)
+    out.mkdir(parents=True, exist_ok=True)
+    plans = plan_shards(rows, extract_settings.shard_size)
+    fingerprint = feature_settings.fingerprint()
+    names = [shard_name(i) for i in range(len(plans))]
+    digests = [plan_digest(p) for p in plans]
+    todo = [i for i in range(len(plans)) if not is_complete(out / names[i], digests[i], fingerprint)]
+    # Anything else in the folder is from an older plan or a killed run: it must not be trusted.
+    for stale in out.iterdir():
+        if stale.name not in names and (stale.suffix in (".h5", ".tmp")):
+            stale.unlink()
+
+    if todo:
+        with backend(extract_settings):
+            jobs = Parallel(return_as="generator_unordered")(
+                delayed(_indexed)(i, plans[i], out / names[i], feature_settings, extract_settings.on_error)
+                for i in todo)
+            bar = tqdm(total=sum(len(plans[i]) for i in todo), unit="utt", disable=not progress,
+                       desc=f"features {manifest.stem}")
+            with bar:
+                for i in jobs:
+                    bar.update(len(plans[i]))
+
+    entries, skipped_all = [], []
+    for i, name in enumerate(names):
+        path = out / name
+        reader = ShardReader(path, fingerprint)
+        entries.append({"file": name, "utterances": len(reader), "frames": int(reader.offsets[-1]),
+                        "sha256": file_sha256(path)})
+        skipped_all += reader.skipped
+    write_index(out, entries, feature_settings, skipped_all)
+    return {"shards": len(plans), "computed": len(todo), "kept": len(plans) - len(todo),
+            "utterances": sum(e["utterances"] for e in entries), "skipped": skipped_all}
+
+
+def _indexed(i, *args):
+    extract_shard(*args)
+    return i
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("partition", choices=PARTITIONS)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--manifest", default="data/manifest")
+    parser.add_argument("--out", default="data/features")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.params)
+        summary = extract_partition(Path(args.manifest) / f"{args.partition}.tsv",
+                                    Path(args.out) / args.partition, settings.features, settings.extract)
+    except (ExtractionError, ShardError, ProtocolError, SettingsError) as err:
+        print(f"features {args.partition}: {err}", file=sys.stderr)
+        print("finished shards are kept; fix the problem (or set extract.on_error: skip) and rerun",
+              file=sys.stderr)
+        return 1
+    print(f"features {args.partition}: {summary['utterances']} utterances in {summary['shards']} shards "
+          f"({summary['computed']} computed, {summary['kept']} kept)")
+    for s in summary["skipped"]:
+        print(f"  skipped {s['utt_id']} ({s['path']}): {s['reason']}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""HDF5 feature shards: the ragged layout of DESIGN.md, atomic writes, checked reads.
+
+A shard holds many utterances' features concatenated along time:
+  subband float16 [total_frames, bins], f0 float32 [total_frames], offsets int64 [N+1],
+  utt_id / speaker / attack strings [N], label int8 [N];
+  attributes: the feature settings (JSON), their fingerprint, and the digest of the planned
+  utterance list, so a rerun can tell a finished shard from one planned differently.
+A partition folder has shard-NNNNN.h5 files and an index.json listing them with checksums.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+INDEX_NAME = "index.json"
+
+
+class ShardError(ValueError):
+    pass
+
+
+def shard_name(number: int) -> str:
+    return f"shard-{number:05d}.h5"
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_shard(path: str | Path, records, feature_settings, plan_digest: str = "",
+                skipped: list[dict] = ()) -> int:
+    """Write records [(utterance, subband, f0), ...] to path atomically. Returns the frame count.
+
+    The data goes to a temporary name first and is renamed only when complete, so a killed
+    run never leaves a file that looks like a finished shard.
+    """
+    path = Path(path)
+    lengths = [len(sub) for _, sub, _ in records]
+    offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int64)
+    n_bins = feature_settings.n_bins
+    subband = np.concatenate([sub for _, sub, _ in records]) if records else np.zeros((0, n_bins))
+    f0 = np.concatenate([f for _, _, f in records]) if records else np.zeros(0)
+    text = h5py.string_dtype()
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        # track_times=False keeps the bytes identical between runs with the same inputs.
+        with h5py.File(tmp, "w", libver="v108", track_order=False) as h5:
+            h5.create_dataset("subband", data=subband.astype(np.float16), track_times=False)
+            h5.create_dataset("f0", data=f0.astype(np.float32), track_times=False)
+            h5.create_dataset("offsets", data=offsets, track_times=False)
+            for name in ("utt_id", "speaker", "attack"):
+                h5.create_dataset(name, data=[getattr(u, name) for u, _, _ in records],
+                                  dtype=text, track_times=False)
+            h5.create_dataset("label", data=np.array([u.label for u, _, _ in records], dtype=np.int8),
+                              track_times=False)
+            h5.attrs["fingerprint"] = feature_settings.fingerprint()
+            h5.attrs["settings"] = json.dumps(asdict(feature_settings), sort_keys=True)
+            h5.attrs["plan_digest"] = plan_digest
+            h5.attrs["skipped"] = json.dumps(list(skipped))
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return int(offsets[-1])
+
+
+def shard_attrs(path: str | Path) -> dict:
+    """The shard's attributes, or {} if it is not a readable shard."""
+    try:
+        with h5py.File(path, "r") as h5:
+            return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in h5.attrs.items()}
+    except (OSError, ValueError):
+        return {}
+
+
+class ShardReader:
+    """Reads utterances from one shard; opens the file lazily, in the process that reads."""
+
+    def __init__(self, path: str | Path, expected_fingerprint: str | None = None):
+        self.path = Path(path)
+        self._h5 = None
+        try:
+            with h5py.File(self.path, "r") as h5:
+                fingerprint = h5.attrs.get("fingerprint")
+                self.offsets = h5["offsets"][:]
+                self.utt_id = h5["utt_id"].asstr()[:].tolist()
+                self.speaker = h5["speaker"].asstr()[:].tolist()
+                self.attack = h5["attack"].asstr()[:].tolist()
+                self.label = h5["label"][:]
+                self.n_bins = h5["subband"].shape[1]
+                self.settings = json.loads(h5.attrs["settings"])
+                self.skipped = json.loads(h5.attrs.get("skipped", "[]"))
+        except (OSError, KeyError, ValueError) as err:
+            raise ShardError(f"{self.path}: not a readable feature shard ({err}); delete it and rerun "
+                             f"extraction") from None
+        if expected_fingerprint is not None and fingerprint != expected_fingerprint:
+            raise ShardError(f"{self.path}: made with other feature settings (fingerprint {fingerprint}, "
+                             f"expected {expected_fingerprint}); rerun extraction (`dvc repro`)")
+
+    def __len__(self) -> int:
+        return len(self.utt_id)
+
+    def __getstate__(self):
+        # Never carry an open HDF5 handle across a fork or a pickle.
+        return {**self.__dict__, "_h5": None}
+
+    def read(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """(subband [frames, bins] float16, f0 [frames] float32) of utterance index."""
+        if self._h5 is None:
+            self._h5 = h5py.File(self.path, "r")
+        start, end = int(self.offsets[index]), int(self.offsets[index + 1])
+        return self._h5["subband"][start:end], self._h5["f0"][start:end]
+
+    def close(self) -> None:
+        if self._h5 is not None:
+            self._h5.close()
+            self._h5 = None
+
+
+def write_index(folder: str | Path, entries: list[dict], feature_settings, skipped: list[dict]) -> None:
+    folder = Path(folder)
+    index = {
+        "fingerprint": feature_settings.fingerprint(),
+        "settings": asdict(feature_settings),
+        "utterances": sum(e["utterances"] for e in entries),
+        "shards": entries,
+        "skipped": skipped,
+    }
+    tmp = folder / (INDEX_NAME + ".tmp")
+    tmp.write_text(json.dumps(index, indent=1) + "\n")
+    os.replace(tmp, folder / INDEX_NAME)
+
+
+def open_partition(folder: str | Path, feature_settings, verify: bool = True) -> list[ShardReader]:
+    """Readers for every shard listed in folder/index.json, checked against the settings.
+
+    verify=True compares each file's checksum with the index once, so a damaged or replaced
+    shard is named before training reads garbage from it.
+    """
+    folder = Path(folder)
+    index_path = folder / INDEX_NAME
+    try:
+        index = json.loads(index_path.read_text())
+    except FileNotFoundError:
+        raise ShardError(f"{index_path}: no shard index; run feature extraction first (`dvc repro`)") from None
+    except json.JSONDecodeError as err:
+        raise ShardError(f"{index_path}: damaged index ({err}); rerun extraction") from None
+    expected = feature_settings.fingerprint()
+    if index.get("fingerprint") != expected:
+        raise ShardError(f"{folder}: features were extracted with other settings (fingerprint "
+                         f"{index.get('fingerprint')}, expected {expected}); rerun extraction (`dvc repro`)")
+    readers = []
+    for entry in index["shards"]:
+        path = folder / entry["file"]
+        if not path.is_file():
+            raise ShardError(f"{path}: listed in {index_path} but missing; rerun extraction")
+        if verify and file_sha256(path) != entry["sha256"]:
+            raise ShardError(f"{path}: checksum differs from {index_path}; delete the shard and rerun "
+                             f"extraction")
+        readers.append(ShardReader(path, expected))
+    return readers
