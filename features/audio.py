@@ -38,10 +38,10 @@ def check_waveform(waveform: np.ndarray, path="<waveform>") -> np.ndarray:
 
 def load_audio(path: str | Path, target_rate: int) -> np.ndarray:
     """Read a file as mono float32 in [-1, 1] at target_rate; AudioError names the file on failure."""
+    if not Path(path).is_file():
+        raise AudioError(path, "file not found")
     try:
         waveform, rate = sf.read(str(path), dtype="float32", always_2d=False)
-    except FileNotFoundError:
-        raise AudioError(path, "file not found") from None
     except (sf.LibsndfileError, RuntimeError, TypeError) as err:
         raise AudioError(path, f"not readable as audio ({err})") from None
     waveform = check_waveform(to_mono(waveform), path)

@@ -1,0 +1,102 @@
+"""Extraction throughput: the whole pipeline vs the sum of its kernels, with 1 and 2 workers.
+
+    python bench/extract.py [--manifest data/manifest/train.tsv] [--utterances 600]
+
+Kernels are timed alone in this process (load + resample, F0, subband, shard write); their
+summed time per utterance is the limit one core can reach. The pipeline is
+pipeline.extract.extract_partition with n_jobs 1 and 2 on the same utterances. Run after
+`make repro` (it reads the mini corpus manifest). Prints a table and writes bench/results/extract.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from joblib import Parallel, delayed  # noqa: E402
+
+import features  # noqa: E402
+from pipeline.extract import extract_partition  # noqa: E402
+from pipeline.manifest import read_manifest, write_manifest  # noqa: E402
+from pipeline.settings import ExtractSettings, load_settings  # noqa: E402
+from pipeline.shards import write_shard  # noqa: E402
+
+
+def time_kernels(rows, settings) -> dict[str, float]:
+    """Seconds per utterance of each kernel, run alone in this process."""
+    totals = {"load": 0.0, "f0": 0.0, "subband": 0.0, "write": 0.0}
+    records = []
+    for utt, path in rows:
+        t0 = time.perf_counter()
+        x = features.load_audio(path, settings.sample_rate)
+        t1 = time.perf_counter()
+        sub = features.subband_spectrogram(x, settings)
+        t2 = time.perf_counter()
+        f0 = features.compute_f0(x, settings.sample_rate, len(sub), settings)
+        t3 = time.perf_counter()
+        totals["load"] += t1 - t0
+        totals["subband"] += t2 - t1
+        totals["f0"] += t3 - t2
+        records.append((utt, sub, f0))
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        write_shard(Path(tmp) / "shard.h5", records, settings)
+        totals["write"] = time.perf_counter() - t0
+    return {k: v / len(rows) for k, v in totals.items()}
+
+
+def time_pipeline(manifest: Path, settings, n_jobs: int, shard_size: int) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        extract_partition(manifest, Path(tmp), settings,
+                          ExtractSettings(n_jobs=n_jobs, shard_size=shard_size), progress=False)
+        return time.perf_counter() - t0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--manifest", default="data/manifest/train.tsv")
+    parser.add_argument("--utterances", type=int, default=600)
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args()
+    if not Path(args.manifest).is_file():
+        print(f"{args.manifest} not found: run `make repro` first", file=sys.stderr)
+        return 1
+    settings = load_settings(args.params).features
+    rows = read_manifest(args.manifest)[: args.utterances]
+    n = len(rows)
+    Parallel(n_jobs=2)(delayed(os.getpid)() for _ in range(4))  # start the worker pool once
+    kernels = time_kernels(rows, settings)
+    limit = 1.0 / sum(kernels.values())
+    with tempfile.TemporaryDirectory() as tmp:
+        manifest = Path(tmp) / "bench.tsv"
+        write_manifest(rows, manifest)
+        shard_size = -(-n // 8)  # 8 shards: work for both workers, small tail
+        pipeline = {jobs: n / time_pipeline(manifest, settings, jobs, shard_size) for jobs in (1, 2)}
+    result = {
+        "utterances": n,
+        "kernel_ms_per_utt": {k: round(v * 1e3, 2) for k, v in kernels.items()},
+        "kernel_limit_utt_per_s_per_core": round(limit, 1),
+        "pipeline_utt_per_s": {str(k): round(v, 1) for k, v in pipeline.items()},
+        "pipeline_1_worker_vs_kernel_limit": round(pipeline[1] / limit, 3),
+        "speedup_2_vs_1_workers": round(pipeline[2] / pipeline[1], 2),
+    }
+    out = Path("bench/results")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "extract.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"{n} utterances; kernels per utterance (ms): " +
+          ", ".join(f"{k} {v * 1e3:.1f}" for k, v in kernels.items()))
+    print(f"kernel limit            {limit:7.1f} utt/s per core")
+    print(f"pipeline, 1 worker      {pipeline[1]:7.1f} utt/s  ({pipeline[1] / limit:.0%} of the limit)")
+    print(f"pipeline, 2 workers     {pipeline[2]:7.1f} utt/s  ({pipeline[2] / pipeline[1]:.2f}x of 1 worker)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

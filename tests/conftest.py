@@ -1,0 +1,49 @@
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipeline.settings import FeatureSettings  # noqa: E402
+
+
+@pytest.fixture
+def feature_settings():
+    return FeatureSettings()
+
+
+def harmonic(f0_hz: float, seconds: float = 2.0, sr: int = 16000, harmonics: int = 6) -> np.ndarray:
+    """A voiced-like test tone: a fundamental plus decaying harmonics."""
+    t = np.arange(int(seconds * sr)) / sr
+    x = sum(np.sin(2 * np.pi * f0_hz * k * t) / k for k in range(1, harmonics + 1))
+    return (0.3 * x / np.max(np.abs(x))).astype(np.float32)
+
+
+def make_tone_corpus(root: Path, partitions=("train", "dev", "eval"), per_partition: int = 8, seed: int = 0):
+    """A tiny corpus in the ASVspoof layout: bona fide tones with vibrato, 'spoofs' without."""
+    import soundfile as sf
+
+    from pipeline.protocol import audio_dir, protocol_path
+
+    rng = np.random.default_rng(seed)
+    for part in partitions:
+        folder = audio_dir(root, part)
+        folder.mkdir(parents=True, exist_ok=True)
+        lines = []
+        for i in range(per_partition):
+            bonafide = i % 2 == 0
+            utt = f"TONE_{part[0].upper()}_{i:04d}"
+            seconds = rng.uniform(0.6, 1.6)
+            t = np.arange(int(seconds * 16000)) / 16000
+            f0 = rng.uniform(100, 250) * (1 + (0.05 * np.sin(2 * np.pi * 5 * t) if bonafide else 0))
+            x = 0.3 * np.sin(2 * np.pi * np.cumsum(f0) / 16000) + 0.01 * rng.standard_normal(len(t))
+            sf.write(folder / f"{utt}.flac", x.astype(np.float32), 16000)
+            lines.append(f"SPK{i % 3} {utt} - {'-' if bonafide else 'A0' + str(1 + i % 3)} "
+                         f"{'bonafide' if bonafide else 'spoof'}\n")
+        path = protocol_path(root, part)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(lines))
+    return root

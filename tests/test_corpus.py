@@ -1,0 +1,57 @@
+"""The mini corpus plan: deterministic, speaker-disjoint, unseen attacks in eval."""
+import numpy as np
+import pytest
+
+from pipeline.corpus import ATTACKS, final_channel, find_prompts, plan_partition
+from pipeline.settings import PARTITIONS, CorpusSettings
+
+
+@pytest.fixture(scope="module")
+def plans():
+    settings = CorpusSettings()
+    prompts = find_prompts(settings)
+    return {p: plan_partition(p, prompts, settings) for p in PARTITIONS}
+
+
+def test_plan_is_deterministic(plans):
+    settings = CorpusSettings()
+    again = plan_partition("train", find_prompts(settings), settings)
+    assert again == plans["train"]
+
+
+def test_partitions_have_requested_sizes_and_unique_ids(plans):
+    settings = CorpusSettings()
+    for part, items in plans.items():
+        n_attacks = len(settings.attacks[part])
+        assert len(items) == settings.bonafide[part] + n_attacks * settings.spoofs_per_attack[part]
+        assert sum(i.key == "bonafide" for i in items) == settings.bonafide[part]
+        assert len({i.utt_id for i in items}) == len(items)
+
+
+def test_train_and_eval_speakers_are_disjoint(plans):
+    speakers = {p: {i.speaker for i in items} for p, items in plans.items()}
+    assert not speakers["train"] & speakers["eval"]
+    assert not speakers["train"] & speakers["dev"]
+
+
+def test_eval_has_attacks_unseen_in_train_and_dev(plans):
+    attacks = {p: {i.attack for i in items} - {"-"} for p, items in plans.items()}
+    unseen = attacks["eval"] - attacks["train"] - attacks["dev"]
+    assert unseen and unseen <= set(ATTACKS)
+    assert attacks["eval"] & attacks["train"], "eval should also keep some seen attacks"
+
+
+def test_bonafide_prompts_are_not_reused_as_vocoder_sources(plans):
+    for items in plans.values():
+        bona = {i.prompt.path for i in items if i.key == "bonafide"}
+        vocoded = {i.prompt.path for i in items if i.key == "spoof" and not i.text}
+        assert not bona & vocoded
+
+
+def test_final_channel_normalises_level_and_keeps_16k():
+    rng = np.random.default_rng(0)
+    loud = 0.8 * np.sin(2 * np.pi * 200 * np.arange(16000) / 16000) + 0.01 * rng.standard_normal(16000)
+    quiet = loud * 0.01
+    out_loud, out_quiet = (final_channel(x.astype(np.float32), CorpusSettings()) for x in (loud, quiet))
+    rms = [20 * np.log10(np.sqrt(np.mean(y ** 2))) for y in (out_loud, out_quiet)]
+    assert abs(rms[0] - rms[1]) < 0.5 and abs(rms[0] + 26) < 1.5

@@ -1,0 +1,85 @@
+import numpy as np
+import pytest
+import soundfile as sf
+
+import features
+from conftest import harmonic
+from pipeline.settings import FeatureSettings
+
+
+@pytest.mark.parametrize("method", ["dio", "harvest"])
+@pytest.mark.parametrize("f0_hz", [110.0, 220.0])
+def test_pyworld_recovers_known_f0(f0_hz, method):
+    settings = FeatureSettings(f0_method=method)
+    subband, f0 = features.extract(harmonic(f0_hz), 16000, settings)
+    voiced = f0[f0 > 0]
+    assert len(voiced) > 0.9 * len(f0)
+    assert abs(np.median(voiced) - f0_hz) / f0_hz < 0.03
+
+
+def test_frames_and_bins_for_known_length(feature_settings):
+    n_samples = 16000 * 3 + 17
+    subband, f0 = features.extract(harmonic(150, seconds=n_samples / 16000), 16000, feature_settings)
+    assert subband.shape == (1 + n_samples // 130, 45)
+    assert f0.shape == (subband.shape[0],)
+    assert subband.dtype == np.float32 and f0.dtype == np.float32
+
+
+def test_subband_peak_sits_at_the_tone_frequency(feature_settings):
+    t = np.arange(16000) / 16000
+    subband = features.subband_spectrogram(np.sin(2 * np.pi * 200 * t).astype(np.float32), feature_settings)
+    peak_bin = np.argmax(subband[len(subband) // 2])
+    assert abs(peak_bin - 200 * 1728 / 16000) <= 1
+
+
+def test_max_hz_sets_the_bin_count():
+    assert FeatureSettings(max_hz=400).n_bins == 45
+    assert FeatureSettings(max_hz=8000).n_bins == 865
+
+
+def test_preemphasis():
+    x = np.array([1.0, 2.0, 3.0, -1.0], dtype=np.float32)
+    y = features.preemphasis(x, 0.97)
+    np.testing.assert_allclose(y, [1.0, 2.0 - 0.97, 3.0 - 1.94, -1.0 - 2.91], rtol=1e-6)
+
+
+def test_silent_audio_gives_unvoiced_f0_and_floor_spectrum(feature_settings):
+    subband, f0 = features.extract(np.zeros(16000, np.float32), 16000, feature_settings)
+    assert np.all(f0 == 0)
+    assert np.allclose(subband, feature_settings.log_floor, atol=1e-3)
+
+
+def test_other_sample_rates_are_resampled(feature_settings):
+    x16 = harmonic(150, seconds=2.0, sr=16000)
+    x8 = harmonic(150, seconds=2.0, sr=8000)
+    sub16, f016 = features.extract(x16, 16000, feature_settings)
+    sub8, f08 = features.extract(x8, 8000, feature_settings)
+    assert abs(len(sub8) - len(sub16)) <= 1
+    assert abs(np.median(f08[f08 > 0]) - 150) < 5
+
+
+def test_stereo_is_mixed_to_mono(feature_settings):
+    x = harmonic(150)
+    sub_mono, _ = features.extract(x, 16000, feature_settings)
+    sub_stereo, _ = features.extract(np.stack([x, x], axis=1), 16000, feature_settings)
+    np.testing.assert_allclose(sub_mono, sub_stereo, atol=1e-4)
+
+
+def test_load_audio_names_the_file_on_errors(tmp_path):
+    with pytest.raises(features.AudioError, match="missing.flac: file not found"):
+        features.load_audio(tmp_path / "missing.flac", 16000)
+    text = tmp_path / "notes.flac"
+    text.write_text("this is not audio")
+    with pytest.raises(features.AudioError, match="notes.flac: not readable as audio"):
+        features.load_audio(text, 16000)
+    nan = tmp_path / "nan.wav"
+    sf.write(nan, np.array([0.0, np.nan, 0.1], np.float32), 16000, subtype="FLOAT")
+    with pytest.raises(features.AudioError, match="nan.wav: contains NaN"):
+        features.load_audio(nan, 16000)
+
+
+def test_load_audio_resamples_and_mixes(tmp_path):
+    path = tmp_path / "stereo44k.flac"
+    sf.write(path, np.stack([harmonic(150, sr=44100)] * 2, axis=1), 44100)
+    x = features.load_audio(path, 16000)
+    assert x.ndim == 1 and abs(len(x) - 32000) <= 2

@@ -1,0 +1,46 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.settings import SettingsError, load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_params(tmp_path, change):
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for dotted, value in change.items():
+        section, key = dotted.split(".")
+        params[section][key] = value
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def test_repository_params_load_with_paper_defaults():
+    settings = load_settings(ROOT / "params.yaml")
+    assert settings.features.n_fft == 1728 and settings.features.hop_length == 130
+    assert settings.features.n_bins == 45
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"features.nfft": 512}, "features.nfft: unknown key"),
+    ({"features.n_fft": "big"}, "features.n_fft: must be an integer"),
+    ({"features.n_fft": -5}, "features.n_fft: must be > 0"),
+    ({"features.max_hz": 9000.0}, "features.max_hz: must be in"),
+    ({"features.f0_method": "crepe"}, "features.f0_method: must be one of"),
+    ({"extract.shard_size": 0}, "extract.shard_size: must be > 0"),
+    ({"data.on_error": "ignore"}, "data.on_error: must be one of"),
+    ({"corpus.build": "yes"}, "corpus.build: must be true or false"),
+])
+def test_bad_values_are_rejected_with_their_path(tmp_path, change, message):
+    with pytest.raises(SettingsError, match=message):
+        load_settings(write_params(tmp_path, change))
+
+
+def test_unknown_section_is_rejected(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("featurez: {}\n")
+    with pytest.raises(SettingsError, match="featurez: unknown key"):
+        load_settings(path)
