@@ -146,12 +146,87 @@ class F0ReportSettings:
 
 
 @dataclass(frozen=True)
+class ModelSettings:
+    arch: Literal["srla_res2net", "res2net"] = "srla_res2net"
+    head: Literal["asoftmax", "softmax"] = "asoftmax"
+    layers: list = field(default_factory=lambda: [2, 2, 2, 2])
+    planes: list = field(default_factory=lambda: [16, 32, 64, 128])
+    stem_channels: int = 16
+    expansion: int = 2
+    base_width: int = 26
+    scale: int = 8
+    sr_kernel: int = 7
+    sr_dilation: int = 2
+    sr_dropout: float = 0.1
+    la_kernel: int = 3
+    margin: int = 4
+    lambda_min: float = 5.0
+    lambda_base: float = 1500.0
+    lambda_gamma: float = 0.1
+    # Feed the aligned pyworld F0 track as a second input channel.
+    f0_channel: bool = False
+
+    def validate(self, path: str) -> None:
+        if len(self.layers) != len(self.planes) or not self.layers:
+            raise SettingsError(f"{path}: layers and planes need the same, non-zero length")
+        for name in ("layers", "planes"):
+            for i, v in enumerate(getattr(self, name)):
+                if not isinstance(v, int) or v <= 0:
+                    raise SettingsError(f"{path}.{name}[{i}]: must be a positive integer, got {v!r}")
+        for name in ("stem_channels", "expansion", "base_width", "scale", "sr_kernel", "sr_dilation",
+                     "la_kernel"):
+            _positive(getattr(self, name), f"{path}.{name}")
+        if self.planes[0] * self.base_width < 64:
+            raise SettingsError(f"{path}: planes[0] * base_width must be >= 64 (split width >= 1)")
+        if self.sr_kernel % 2 == 0 or self.la_kernel % 2 == 0:
+            raise SettingsError(f"{path}: sr_kernel and la_kernel must be odd")
+        if not 0 <= self.sr_dropout < 1:
+            raise SettingsError(f"{path}.sr_dropout: must be in [0, 1)")
+        if not 1 <= self.margin <= 5:
+            raise SettingsError(f"{path}.margin: must be an integer in 1..5, got {self.margin}")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    # Frames the model sees per utterance (repeat-padded or cropped; 600 in the paper).
+    frames: int = 600
+    batch_size: int = 64
+    epochs: int = 32
+    # Peak learning rate, reached at the end of warm-up; the schedule is the paper's
+    # d^-0.5 * min(step^-0.5, step * warmup^-1.5), rescaled so its peak equals lr.
+    lr: float = 0.003953
+    warmup_steps: int = 1000
+    beta1: float = 0.9
+    beta2: float = 0.98
+    eps: float = 1.0e-9
+    weight_decay: float = 1.0e-4
+    amsgrad: bool = True
+    seed: int = 1
+    # bf16 autocast (CPU with AMX, or CUDA) or plain fp32.
+    precision: Literal["bf16", "fp32"] = "bf16"
+    # "auto": CUDA when present, else CPU; or "cpu", "cuda", "cuda:1".
+    device: str = "auto"
+    num_workers: int = 1
+    # Stop an epoch after this many batches (0 = the whole partition); for quick checks.
+    max_steps_per_epoch: int = 0
+
+    def validate(self, path: str) -> None:
+        for name in ("frames", "batch_size", "epochs", "warmup_steps"):
+            _positive(getattr(self, name), f"{path}.{name}")
+        _positive(self.lr, f"{path}.lr")
+        if self.num_workers < 0 or self.max_steps_per_epoch < 0:
+            raise SettingsError(f"{path}: num_workers and max_steps_per_epoch must be >= 0")
+
+
+@dataclass(frozen=True)
 class Settings:
     data: DataSettings = field(default_factory=DataSettings)
     corpus: CorpusSettings = field(default_factory=CorpusSettings)
     features: FeatureSettings = field(default_factory=FeatureSettings)
     extract: ExtractSettings = field(default_factory=ExtractSettings)
     f0_report: F0ReportSettings = field(default_factory=F0ReportSettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    train: TrainSettings = field(default_factory=TrainSettings)
 
 
 def _positive(value, path: str) -> None:
@@ -191,6 +266,10 @@ def _check_type(value, hint, path: str):
     if hint is dict:
         if not isinstance(value, dict):
             raise SettingsError(f"{path}: must be a mapping, got {value!r}")
+        return value
+    if hint is list:
+        if not isinstance(value, list):
+            raise SettingsError(f"{path}: must be a list, got {value!r}")
         return value
     if dataclasses.is_dataclass(hint):
         return build(hint, value, path)

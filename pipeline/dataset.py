@@ -1,0 +1,64 @@
+"""Streams utterances from feature shards into fixed-size model inputs.
+
+Only the shard offsets live in memory; each item is read from its HDF5 file when asked for,
+inside the DataLoader worker (files are opened lazily, never before a fork), so a partition
+far larger than memory trains the same way as the mini corpus.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+
+def fit_frames(subband: np.ndarray, f0: np.ndarray, frames: int, start: int | None):
+    """Repeat-pad to `frames` when shorter; crop at `start` (None = 0) when longer."""
+    n = len(subband)
+    if n < frames:
+        reps = -(-frames // n)
+        return np.tile(subband, (reps, 1))[:frames], np.tile(f0, reps)[:frames]
+    start = start or 0
+    return subband[start:start + frames], f0[start:start + frames]
+
+
+class ShardDataset(Dataset):
+    """Items: (input [channels, bins, frames] float32, label int64, global index).
+
+    train=True crops at a random start (drawn from the worker's seeded torch generator);
+    train=False always crops at the start, as evaluation does.
+    """
+
+    def __init__(self, readers, frames: int, train: bool, f0_channel: bool = False):
+        self.readers = readers
+        self.frames = frames
+        self.train = train
+        self.f0_channel = f0_channel
+        sizes = [len(r) for r in readers]
+        self.starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self.labels = np.concatenate([r.label for r in readers]).astype(np.int64) if readers else np.zeros(0)
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def locate(self, index: int) -> tuple[int, int]:
+        shard = int(np.searchsorted(self.starts, index, side="right") - 1)
+        return shard, index - int(self.starts[shard])
+
+    def utterance(self, index: int) -> tuple[str, str, int]:
+        shard, i = self.locate(index)
+        r = self.readers[shard]
+        return r.utt_id[i], r.attack[i], int(r.label[i])
+
+    def __getitem__(self, index: int):
+        shard, i = self.locate(index)
+        subband, f0 = self.readers[shard].read(i)
+        start = None
+        if self.train and len(subband) > self.frames:
+            start = int(torch.randint(0, len(subband) - self.frames + 1, ()).item())
+        subband, f0 = fit_frames(subband, f0, self.frames, start)
+        x = torch.from_numpy(np.ascontiguousarray(subband.T, dtype=np.float32))[None]  # [1, bins, frames]
+        if self.f0_channel:
+            # log F0 (0 where unvoiced), broadcast over bins so it lines up with each frame.
+            logf0 = np.log(np.maximum(f0, 1.0)).astype(np.float32)
+            x = torch.cat([x, torch.from_numpy(logf0)[None, None].expand(1, x.shape[1], -1)], dim=0)
+        return x, int(self.labels[index]), index

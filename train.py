@@ -1,0 +1,301 @@
+"""Stage `train`: SR-LA Res2Net + A-Softmax on the cached F0 subband shards.
+
+    python train.py [--params params.yaml] [--batch-size N] [--epochs N] [--lr LR]
+                    [--gpu ID] [--out_fold models] [--resume | --fresh]
+
+The flags are the original recipe's CLI; each overrides its params.yaml key (train.*).
+Each epoch trains on `train`, scores `dev`, and keeps the model with the best dev EER in
+<out_fold>/model.pt. <out_fold>/checkpoint.pt holds everything needed to continue (weights,
+optimiser, schedule, A-Softmax step, epoch): a killed run continues from its last finished
+epoch when rerun with the same settings. Curves are logged with dvclive.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import os
+import random
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, RandomSampler
+from tqdm import tqdm
+
+from model import asoftmax_loss, bonafide_score, build_model, count_parameters, margin_lambda
+from pipeline.dataset import ShardDataset
+from pipeline.metrics import compute_eer
+from pipeline.settings import Settings, SettingsError, TrainSettings, load_settings
+from pipeline.shards import ShardError, open_partition
+
+CHECKPOINT_FORMAT = "srla-checkpoint/1"
+
+
+class CheckpointError(ValueError):
+    pass
+
+MODEL_FORMAT = "srla-model/1"
+
+
+# ---------------------------------------------------------------- set-up
+
+def resolve_device(setting: str) -> torch.device:
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(setting)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SettingsError(f"train.device: {setting} asked for, but no CUDA device is available")
+    return device
+
+
+def autocast(device: torch.device, precision: str):
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def seed_worker(worker_id: int) -> None:
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def warmup_factor(step: int, warmup: int) -> float:
+    """The paper's d^-0.5 * min(step^-0.5, step * warmup^-1.5), divided by its peak (at step = warmup)."""
+    step = max(step, 1)
+    return min(step ** -0.5, step * warmup ** -1.5) / warmup ** -0.5
+
+
+def run_digest(settings: Settings, train_index: dict) -> str:
+    """Identifies a training run: a checkpoint only resumes a run with the same digest.
+
+    Epoch count, device and worker count are left out, so a finished run can be extended and
+    moved between machines.
+    """
+    train = {k: v for k, v in dataclasses.asdict(settings.train).items()
+             if k not in ("epochs", "device", "num_workers")}
+    payload = {"model": dataclasses.asdict(settings.model), "train": train,
+               "features": settings.features.fingerprint(),
+               "shards": [s["sha256"] for s in train_index["shards"]]}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------- one epoch
+
+def make_loader(dataset, settings: TrainSettings, device, shuffle: bool, epoch: int) -> DataLoader:
+    sampler = None
+    if shuffle:
+        # A fresh generator per epoch: the order depends only on (seed, epoch), so resuming
+        # at an epoch boundary replays exactly what an uninterrupted run would have done.
+        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(settings.seed * 1000 + epoch))
+    return DataLoader(dataset, batch_size=settings.batch_size, sampler=sampler, shuffle=False,
+                      num_workers=settings.num_workers, worker_init_fn=seed_worker,
+                      pin_memory=device.type == "cuda", drop_last=False,
+                      persistent_workers=False)
+
+
+@torch.no_grad()
+def score_dataset(model, dataset, settings: TrainSettings, device) -> tuple[np.ndarray, np.ndarray]:
+    """Bona fide scores and labels in dataset order (evaluation crop: the start)."""
+    model.eval()
+    scores = np.zeros(len(dataset), np.float64)
+    labels = np.zeros(len(dataset), np.int64)
+    for x, y, index in make_loader(dataset, settings, device, shuffle=False, epoch=0):
+        with autocast(device, settings.precision):
+            out = model(x.to(device, non_blocking=True))
+        scores[index.numpy()] = bonafide_score(out).cpu().numpy()
+        labels[index.numpy()] = y.numpy()
+    return scores, labels
+
+
+def train_epoch(model, loader, optimizer, scheduler, settings: Settings, device, step: int, progress: bool):
+    """Returns (mean loss, accuracy, optimiser steps done so far, samples/s)."""
+    model.train()
+    ms, ts = settings.model, settings.train
+    total_loss, correct, seen = 0.0, 0, 0
+    started = time.perf_counter()
+    limit = ts.max_steps_per_epoch or len(loader)
+    for batch, (x, y, _) in enumerate(tqdm(loader, total=min(limit, len(loader)), disable=not progress,
+                                           desc="train", unit="batch", leave=False)):
+        if batch >= limit:
+            break
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        lam = margin_lambda(step, ms.lambda_min, ms.lambda_base, ms.lambda_gamma)
+        with autocast(device, ts.precision):
+            out = model(x)
+        loss = asoftmax_loss(out, y, lam)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        total_loss += float(loss) * len(y)
+        correct += int((out.cos_theta.argmax(dim=1) == y).sum())
+        seen += len(y)
+    elapsed = time.perf_counter() - started
+    return total_loss / max(seen, 1), correct / max(seen, 1), step, seen / max(elapsed, 1e-9)
+
+
+# ---------------------------------------------------------------- the run
+
+def train(settings: Settings, features_dir: Path, out_dir: Path, metrics_path: Path,
+          live_dir: Path | None = Path("dvclive"), resume: bool = True, progress: bool = True) -> dict:
+    ts, ms = settings.train, settings.model
+    device = resolve_device(ts.device)
+    train_readers = open_partition(features_dir / "train", settings.features)
+    dev_readers = open_partition(features_dir / "dev", settings.features)
+    train_index = json.loads((features_dir / "train" / "index.json").read_text())
+    train_set = ShardDataset(train_readers, ts.frames, train=True, f0_channel=ms.f0_channel)
+    dev_set = ShardDataset(dev_readers, ts.frames, train=False, f0_channel=ms.f0_channel)
+
+    torch.manual_seed(ts.seed)
+    model = build_model(ms).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=ts.lr, betas=(ts.beta1, ts.beta2), eps=ts.eps,
+                                 weight_decay=ts.weight_decay, amsgrad=ts.amsgrad)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_factor(s + 1, ts.warmup_steps))
+    digest = run_digest(settings, train_index)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint_path, model_path = out_dir / "checkpoint.pt", out_dir / "model.pt"
+
+    start_epoch, step, best, history = 0, 0, {"dev_eer": None}, []
+    if resume and checkpoint_path.is_file():
+        state = load_checkpoint(checkpoint_path)
+        if state.get("run_digest") == digest:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            start_epoch, step, best, history = state["epoch"], state["step"], state["best"], state["history"]
+            print(f"train: resuming after epoch {start_epoch} (step {step}) from {checkpoint_path}")
+        else:
+            print(f"train: {checkpoint_path} belongs to other settings; starting a new run")
+    if start_epoch == 0 or not model_path.is_file():
+        best = {"dev_eer": None}
+
+    print(f"train: {count_parameters(model):,} parameters, {ms.arch} + {ms.head}, device {device}, "
+          f"{len(train_set)} train / {len(dev_set)} dev utterances, {ts.frames} frames")
+    live = None
+    if live_dir is not None:
+        from dvclive import Live
+        live = Live(str(live_dir), save_dvc_exp=False, dvcyaml=None)
+        for record in history:  # a resumed run replays its earlier epochs, so the curves are whole
+            log_epoch(live, record)
+    try:
+        for epoch in range(start_epoch, ts.epochs):
+            torch.manual_seed(ts.seed * 1000 + epoch)
+            loader = make_loader(train_set, ts, device, shuffle=True, epoch=epoch)
+            loss, accuracy, step, speed = train_epoch(model, loader, optimizer, scheduler, settings,
+                                                      device, step, progress)
+            scores, labels = score_dataset(model, dev_set, ts, device)
+            dev_eer, threshold = compute_eer(scores[labels == 1], scores[labels == 0])
+            record = {"epoch": epoch + 1, "step": step, "train_loss": loss, "train_accuracy": accuracy,
+                      "lr": optimizer.param_groups[0]["lr"], "dev_eer": dev_eer, "samples_per_s": speed}
+            history.append(record)
+            print(f"epoch {epoch + 1}/{ts.epochs}: loss {loss:.4f}  acc {accuracy:.3f}  "
+                  f"dev EER {dev_eer:.2%}  lr {record['lr']:.2e}  {speed:.1f} samples/s")
+            if best["dev_eer"] is None or dev_eer < best["dev_eer"]:
+                best = {"dev_eer": dev_eer, "epoch": epoch + 1, "threshold": threshold}
+                atomic_save(model_file(model, settings, best, step), model_path)
+            atomic_save({"format": CHECKPOINT_FORMAT, "run_digest": digest, "epoch": epoch + 1, "step": step,
+                         "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                         "scheduler": scheduler.state_dict(), "best": best, "history": history},
+                        checkpoint_path)
+            if live is not None:
+                log_epoch(live, record)
+    finally:
+        if live is not None:
+            live.end()
+        for r in train_readers + dev_readers:
+            r.close()
+    summary = {"best_dev_eer": best["dev_eer"], "best_epoch": best.get("epoch"), "epochs": len(history),
+               "steps": step, "parameters": count_parameters(model),
+               "final_train_loss": history[-1]["train_loss"] if history else None,
+               "final_train_accuracy": history[-1]["train_accuracy"] if history else None,
+               "train_samples_per_s": history[-1]["samples_per_s"] if history else None}
+    metrics_path.parent.mkdir(parents=True, exist_ok=True)
+    metrics_path.write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def log_epoch(live, record: dict) -> None:
+    for key in ("train_loss", "train_accuracy", "lr", "dev_eer"):
+        live.log_metric(key, record[key])
+    live.next_step()
+
+
+def model_file(model, settings: Settings, best: dict, step: int) -> dict:
+    """What detect and evaluate need: weights, settings, feature fingerprint, threshold."""
+    return {"format": MODEL_FORMAT, "model": model.state_dict(),
+            "model_settings": dataclasses.asdict(settings.model),
+            "feature_settings": dataclasses.asdict(settings.features),
+            "feature_fingerprint": settings.features.fingerprint(),
+            "frames": settings.train.frames, "threshold": best["threshold"],
+            "dev_eer": best["dev_eer"], "epoch": best["epoch"], "step": step}
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Load a checkpoint or model file safely (weights_only); a clear error if it is not one."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several unrelated types for a bad file
+        raise CheckpointError(f"{path}: not a loadable checkpoint ({type(err).__name__}: {err})") from None
+    if not isinstance(state, dict) or state.get("format") not in (CHECKPOINT_FORMAT, MODEL_FORMAT):
+        raise CheckpointError(f"{path}: not a checkpoint of this project")
+    return state
+
+
+def apply_cli(settings: Settings, args) -> Settings:
+    overrides = {}
+    if args.batch_size is not None:
+        overrides["batch_size"] = args.batch_size
+    if args.epochs is not None:
+        overrides["epochs"] = args.epochs
+    if args.lr is not None:
+        overrides["lr"] = args.lr
+    if args.gpu is not None:
+        overrides["device"] = "cpu" if args.gpu in ("cpu", "-1") else f"cuda:{args.gpu}"
+    if not overrides:
+        return settings
+    train = dataclasses.replace(settings.train, **overrides)
+    train.validate("train")
+    return dataclasses.replace(settings, train=train)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--features", default="data/features")
+    parser.add_argument("--out_fold", "--out-fold", default="models", help="where model.pt and checkpoint.pt go")
+    parser.add_argument("--metrics", default="metrics/train.json")
+    parser.add_argument("--batch-size", "--batch_size", type=int)
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--gpu", help="CUDA device index, or cpu")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true", default=True,
+                       help="continue from <out_fold>/checkpoint.pt if it matches (default)")
+    group.add_argument("--fresh", action="store_true", help="ignore any checkpoint and start over")
+    args = parser.parse_args(argv)
+    try:
+        settings = apply_cli(load_settings(args.params), args)
+        summary = train(settings, Path(args.features), Path(args.out_fold), Path(args.metrics),
+                        resume=not args.fresh)
+    except (SettingsError, ShardError, CheckpointError) as err:
+        print(f"train: {err}", file=sys.stderr)
+        return 1
+    print(f"train: best dev EER {summary['best_dev_eer']:.2%} at epoch {summary['best_epoch']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
