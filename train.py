@@ -140,7 +140,7 @@ def train_epoch(model, loader, optimizer, scheduler, settings: Settings, device,
         optimizer.step()
         scheduler.step()
         step += 1
-        total_loss += float(loss) * len(y)
+        total_loss += loss.item() * len(y)
         correct += int((out.cos_theta.argmax(dim=1) == y).sum())
         seen += len(y)
     elapsed = time.perf_counter() - started

@@ -1,0 +1,71 @@
+import numpy as np
+import pytest
+
+from pipeline.evaluate import partition_metrics
+from pipeline.metrics import COST_MODEL, DEFAULT_ASV, ScoreError, compute_eer, min_tdcf
+
+
+def reference_rates(bonafide, spoof):
+    """Plain loop: order by score, bona fide first on ties; reject the first k trials."""
+    trials = sorted([(s, 0) for s in bonafide] + [(s, 1) for s in spoof])
+    points = []
+    for k in range(len(trials) + 1):
+        rejected = trials[:k]
+        miss = sum(1 for _, spoof_flag in rejected if spoof_flag == 0) / len(bonafide)
+        false_alarm = sum(1 for _, spoof_flag in trials[k:] if spoof_flag == 1) / len(spoof)
+        points.append((miss, false_alarm))
+    return points
+
+
+def reference_eer(bonafide, spoof):
+    points = reference_rates(bonafide, spoof)
+    best = min(range(len(points)), key=lambda i: (abs(points[i][0] - points[i][1]), i))
+    return sum(points[best]) / 2
+
+
+def reference_min_tdcf(bonafide, spoof):
+    a, c = DEFAULT_ASV, COST_MODEL
+    c1 = c["Ptar"] * (1 - a["Pmiss_asv"]) - c["Pnon"] * 10 * a["Pfa_asv"]
+    c2 = 10 * c["Pspoof"] * (1 - a["Pmiss_spoof_asv"])
+    return min((c1 * m + c2 * f) / min(c1, c2) for m, f in reference_rates(bonafide, spoof))
+
+
+def test_hand_computed_eer():
+    assert compute_eer([0.9, 0.8, 0.7], [0.1, 0.2, 0.75])[0] == pytest.approx(1 / 3)
+    # tied scores: bona fide sorts before spoof, unlike a ROC that merges ties
+    assert compute_eer([0.5, 1.0], [0.0, 0.5])[0] == pytest.approx(0.5)
+    assert compute_eer([2.0, 3.0], [0.0, 1.0])[0] == 0.0
+
+
+def test_perfect_separation_has_zero_min_tdcf_and_rejecting_all_costs_c1_over_min():
+    assert min_tdcf(np.array([2.0, 3.0]), np.array([0.0, 1.0])) == 0.0
+    assert min_tdcf(np.array([0.0, 0.1]), np.array([1.0, 2.0])) == pytest.approx(
+        reference_min_tdcf([0.0, 0.1], [1.0, 2.0]))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_random_scores_match_an_independent_computation(seed):
+    rng = np.random.default_rng(seed)
+    bonafide = np.round(rng.normal(1.0, 1.0, 40), 1)   # rounding makes ties
+    spoof = np.round(rng.normal(-0.5, 1.0, 70), 1)
+    assert compute_eer(bonafide, spoof)[0] == pytest.approx(reference_eer(bonafide.tolist(), spoof.tolist()), abs=1e-12)
+    assert min_tdcf(bonafide, spoof) == pytest.approx(reference_min_tdcf(bonafide.tolist(), spoof.tolist()), abs=1e-9)
+
+
+@pytest.mark.parametrize("bonafide, spoof, message", [
+    ([], [0.1], "both classes"),
+    ([0.2, np.nan], [0.1], "NaN"),
+    ([0.2, np.inf], [0.1], "NaN or infinite"),
+])
+def test_bad_scores_are_refused(bonafide, spoof, message):
+    with pytest.raises(ScoreError, match=message):
+        compute_eer(np.array(bonafide), np.array(spoof))
+
+
+def test_per_attack_eer_pairs_each_attack_with_all_bona_fide():
+    scores = np.array([1.0, 0.9, 0.0, 0.95, -1.0])
+    labels = np.array([1, 1, 0, 0, 0])
+    metrics = partition_metrics(scores, labels, ["-", "-", "A01", "A02", "A02"])
+    assert metrics["eer_per_attack"]["A01"] == 0.0
+    assert metrics["eer_per_attack"]["A02"] == pytest.approx(compute_eer([1.0, 0.9], [0.95, -1.0])[0])
+    assert (metrics["bonafide"], metrics["spoof"]) == (2, 3)

@@ -1,0 +1,91 @@
+import dataclasses
+import json
+
+import pytest
+import torch
+
+import train
+from conftest import make_feature_shards
+from pipeline.settings import FeatureSettings, ModelSettings, Settings, TrainSettings
+from pipeline.shards import ShardError
+
+SMALL_MODEL = ModelSettings(layers=[1, 1], planes=[16, 32], scale=4, stem_channels=8)
+QUICK = TrainSettings(frames=32, batch_size=16, epochs=3, lr=0.004, warmup_steps=5, num_workers=0,
+                      precision="fp32")
+
+
+@pytest.fixture(scope="module")
+def features_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("features")
+    settings = FeatureSettings()
+    make_feature_shards(root / "train", settings, n_utts=96, seed=0)
+    make_feature_shards(root / "dev", settings, n_utts=48, n_shards=1, seed=1)
+    return root
+
+
+def run(features_dir, out, train_settings=QUICK, **kw):
+    settings = Settings(model=SMALL_MODEL, train=train_settings)
+    return train.train(settings, features_dir, out, out / "train.json", live_dir=out / "live",
+                       progress=False, **kw)
+
+
+@pytest.fixture(scope="module")
+def reference(features_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("reference")
+    return out, run(features_dir, out)
+
+
+def test_training_learns_to_separate_the_classes(reference):
+    out, summary = reference
+    assert summary["best_dev_eer"] < 0.2
+    assert json.loads((out / "train.json").read_text()) == summary
+    assert summary["steps"] == 3 * 6
+
+
+def test_model_file_loads_with_weights_only_and_carries_what_detect_needs(reference):
+    out, summary = reference
+    state = torch.load(out / "model.pt", weights_only=True)
+    assert state["feature_fingerprint"] == FeatureSettings().fingerprint()
+    assert state["dev_eer"] == summary["best_dev_eer"] and "threshold" in state
+    model = train.build_model(ModelSettings(**state["model_settings"]))
+    model.load_state_dict(state["model"])
+
+
+def test_same_seed_same_metrics(features_dir, reference, tmp_path):
+    _, summary = reference
+    assert run(features_dir, tmp_path) == summary
+
+
+def test_interrupted_run_resumes_to_the_same_result(features_dir, reference, tmp_path):
+    _, summary = reference
+    first = run(features_dir, tmp_path, dataclasses.replace(QUICK, epochs=1))
+    assert first["epochs"] == 1
+    resumed = run(features_dir, tmp_path)
+    assert resumed == summary
+    history = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["history"]
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+
+
+def test_changed_settings_start_over_instead_of_resuming(features_dir, reference, tmp_path):
+    run(features_dir, tmp_path, dataclasses.replace(QUICK, epochs=1))
+    other = run(features_dir, tmp_path, dataclasses.replace(QUICK, epochs=1, lr=0.001))
+    assert other["epochs"] == 1 and other["steps"] == 6
+
+
+def test_shards_of_other_feature_settings_are_refused(features_dir, tmp_path):
+    settings = Settings(features=FeatureSettings(hop_length=160), model=SMALL_MODEL, train=QUICK)
+    with pytest.raises(ShardError, match="other settings"):
+        train.train(settings, features_dir, tmp_path, tmp_path / "m.json", live_dir=None, progress=False)
+
+
+def test_a_file_that_is_not_a_checkpoint_is_refused(tmp_path):
+    bad = tmp_path / "model.pt"
+    bad.write_text("not a checkpoint")
+    with pytest.raises(train.CheckpointError, match="not a loadable checkpoint"):
+        train.load_checkpoint(bad)
+
+
+def test_warmup_schedule_peaks_at_the_end_of_warmup():
+    values = [train.warmup_factor(s, 100) for s in range(1, 400)]
+    assert max(values) == pytest.approx(1.0) and values.index(max(values)) == 99
+    assert train.warmup_factor(400, 100) == pytest.approx((400 / 100) ** -0.5)
