@@ -30,7 +30,7 @@ def ran_stages(output):
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     work = tmp_path_factory.mktemp("project")
-    for name in ("features", "pipeline", "dvc.yaml", "params.yaml"):
+    for name in ("features", "pipeline", "model", "train.py", "dvc.yaml", "params.yaml"):
         src = ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, work / name,
                                                           **({"ignore": shutil.ignore_patterns("__pycache__")}
@@ -38,11 +38,15 @@ def project(tmp_path_factory):
     params = yaml.safe_load((work / "params.yaml").read_text())
     params["corpus"].update(bonafide={p: 4 for p in PARTITIONS}, spoofs_per_attack={p: 1 for p in PARTITIONS})
     params["extract"]["shard_size"] = 4
+    params["model"].update(layers=[1, 1], planes=[16, 32], scale=4, stem_channels=8)
+    params["train"].update(frames=32, batch_size=8, epochs=1, num_workers=0, precision="fp32")
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh(["git", "init", "-q"], work)
     sh(["dvc", "init", "-q"], work)
     sh(["dvc", "config", "core.analytics", "false"], work)
     sh(["dvc", "config", "core.check_update", "false"], work)
+    sh(["git", "add", "-A"], work)
+    sh(["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid", "commit", "-qm", "init"], work)
     first = sh(["dvc", "repro"], work)
     return work, first
 
@@ -64,12 +68,32 @@ def test_repro_builds_corpus_and_every_partitions_shards(project):
     assert 0.5 < report["bonafide"]["share_in_band"] <= 1.0
 
 
-def test_noop_repro_runs_nothing_and_feature_change_reruns_extraction_only(project):
+def test_repro_trains_and_scores_every_protocol_utterance(project):
+    work, _ = project
+    assert json.loads((work / "metrics/train.json").read_text())["epochs"] == 1
+    for part in ("dev", "eval"):
+        utts, _ = parse_protocol(protocol_path(work / "data/mini_corpus", part))
+        lines = (work / "scores" / f"{part}.txt").read_text().splitlines()
+        scored = {line.split()[0]: line.split() for line in lines}
+        assert set(scored) == {u.utt_id for u in utts} and len(lines) == len(utts)
+        for u in utts:
+            assert scored[u.utt_id][1:3] == [u.attack, u.key]
+        metrics = json.loads((work / "metrics" / f"{part}.json").read_text())
+        assert 0.0 <= metrics["eer"] <= 1.0 and metrics["min_tdcf"] >= 0.0
+        assert set(metrics["eer_per_attack"]) == {u.attack for u in utts} - {"-"}
+
+
+def test_noop_repro_runs_nothing_and_feature_change_reruns_extraction_onwards(project):
     work, _ = project
     assert ran_stages(sh(["dvc", "repro"], work)) == []
     params = yaml.safe_load((work / "params.yaml").read_text())
     params["features"]["max_hz"] = 500.0
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     rerun = ran_stages(sh(["dvc", "repro"], work))
-    assert rerun == ["f0_report", "features@dev", "features@eval", "features@train"]
+    assert rerun == ["evaluate@dev", "evaluate@eval", "f0_report", "features@dev", "features@eval",
+                     "features@train", "train"]
     assert open_partition(work / "data/features/train", FeatureSettings(max_hz=500.0))[0].n_bins == 55
+    # a training setting reruns training and evaluation only
+    params["train"]["lr"] = 0.001
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert ran_stages(sh(["dvc", "repro"], work)) == ["evaluate@dev", "evaluate@eval", "train"]

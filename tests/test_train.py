@@ -23,6 +23,12 @@ def features_dir(tmp_path_factory):
     return root
 
 
+def same_run(a: dict, b: dict) -> bool:
+    """Equal in everything but the measured speed."""
+    strip = lambda d: {k: v for k, v in d.items() if k != "train_samples_per_s"}  # noqa: E731
+    return strip(a) == strip(b)
+
+
 def run(features_dir, out, train_settings=QUICK, **kw):
     settings = Settings(model=SMALL_MODEL, train=train_settings)
     return train.train(settings, features_dir, out, out / "train.json", live_dir=out / "live",
@@ -53,7 +59,7 @@ def test_model_file_loads_with_weights_only_and_carries_what_detect_needs(refere
 
 def test_same_seed_same_metrics(features_dir, reference, tmp_path):
     _, summary = reference
-    assert run(features_dir, tmp_path) == summary
+    assert same_run(run(features_dir, tmp_path), summary)
 
 
 def test_interrupted_run_resumes_to_the_same_result(features_dir, reference, tmp_path):
@@ -61,7 +67,7 @@ def test_interrupted_run_resumes_to_the_same_result(features_dir, reference, tmp
     first = run(features_dir, tmp_path, dataclasses.replace(QUICK, epochs=1))
     assert first["epochs"] == 1
     resumed = run(features_dir, tmp_path)
-    assert resumed == summary
+    assert same_run(resumed, summary)
     history = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["history"]
     assert [h["epoch"] for h in history] == [1, 2, 3]
 
