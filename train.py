@@ -239,7 +239,8 @@ def model_file(model, settings: Settings, best: dict, step: int) -> dict:
             "model_settings": dataclasses.asdict(settings.model),
             "feature_settings": dataclasses.asdict(settings.features),
             "feature_fingerprint": settings.features.fingerprint(),
-            "frames": settings.train.frames, "threshold": best["threshold"],
+            "frames": settings.train.frames, "precision": settings.train.precision,
+            "threshold": best["threshold"],
             "dev_eer": best["dev_eer"], "epoch": best["epoch"], "step": step}
 
 
@@ -277,6 +278,7 @@ def main(argv=None) -> int:
     parser.add_argument("--features", default="data/features")
     parser.add_argument("--out_fold", "--out-fold", default="models", help="where model.pt and checkpoint.pt go")
     parser.add_argument("--metrics", default="metrics/train.json")
+    parser.add_argument("--live", default="dvclive", help="dvclive folder for the training curves")
     parser.add_argument("--batch-size", "--batch_size", type=int)
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--lr", type=float)
@@ -289,7 +291,7 @@ def main(argv=None) -> int:
     try:
         settings = apply_cli(load_settings(args.params), args)
         summary = train(settings, Path(args.features), Path(args.out_fold), Path(args.metrics),
-                        resume=not args.fresh)
+                        live_dir=Path(args.live), resume=not args.fresh)
     except (SettingsError, ShardError, CheckpointError) as err:
         print(f"train: {err}", file=sys.stderr)
         return 1

@@ -2,13 +2,15 @@
 
     python -m pipeline.evaluate PARTITION [--params params.yaml] [--model models/model.pt]
 
-Writes scores/<partition>.txt (`UTT ATTACK KEY SCORE`, higher = more bona fide) and
-metrics/<partition>.json (EER, min t-DCF with the ASVspoof 2019 cost model at the official ASV
-system's operating point, EER per attack, counts).
+Writes scores/<partition>.txt (`UTT ATTACK KEY SCORE`, higher = more bona fide),
+metrics/<partition>.json (EER, min t-DCF of ASVspoof 2019 and the revised one of 2021, EER per
+attack, counts, the ASV operating point used), DET and score-histogram plots under
+plots/<partition>/ (CSV for `dvc plots`, PNG for people) and reports/<partition>.md.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -18,8 +20,9 @@ import torch
 
 from model import build_model
 from pipeline.dataset import ShardDataset
-from pipeline.metrics import DEFAULT_ASV, ScoreError, compute_eer, min_tdcf
-from pipeline.settings import PARTITIONS, ModelSettings, SettingsError, load_settings
+from pipeline import report
+from pipeline.metrics import ScoreError, asv_operating_point, compute_eer, min_tdcf, min_tdcf_2021
+from pipeline.settings import PARTITIONS, EvaluateSettings, ModelSettings, SettingsError, load_settings
 from pipeline.shards import ShardError, open_partition
 from train import CheckpointError, load_checkpoint, resolve_device, score_dataset
 
@@ -35,16 +38,41 @@ def write_scores(path: Path, dataset: ShardDataset, scores: np.ndarray) -> None:
     tmp.replace(path)
 
 
-def partition_metrics(scores: np.ndarray, labels: np.ndarray, attacks: list[str]) -> dict:
+def asv_point(settings: EvaluateSettings, partition: str) -> dict:
+    path = settings.asv_scores.get(partition)
+    if path:
+        return {**asv_operating_point(path), "source": f"ASV EER threshold of {path}"}
+    return {**settings.asv_operating_point,
+            "source": "evaluate.asv_operating_point (default: the official ASV system on ASVspoof 2019 LA eval)"}
+
+
+def partition_metrics(scores: np.ndarray, labels: np.ndarray, attacks: list[str], asv: dict | None = None) -> dict:
+    asv = asv or asv_point(EvaluateSettings(), "eval")
     bonafide, spoof = scores[labels == 1], scores[labels == 0]
     eer, threshold = compute_eer(bonafide, spoof)
     attacks = np.asarray(attacks)
-    per_attack = {a: compute_eer(bonafide, scores[(labels == 0) & (attacks == a)])[0]
-                  for a in sorted(set(attacks[labels == 0]))}
-    return {"eer": eer, "min_tdcf": min_tdcf(bonafide, spoof), "eer_threshold": threshold,
-            "eer_per_attack": per_attack, "bonafide": int(len(bonafide)), "spoof": int(len(spoof)),
-            "asv_operating_point": {**DEFAULT_ASV, "source": "official ASVspoof 2019 LA eval ASV system "
-                                                          "(default; no ASV score file given)"}}
+    spoof_attacks = sorted(set(attacks[labels == 0]))
+    return {"eer": eer, "min_tdcf": min_tdcf(bonafide, spoof, asv), "min_tdcf_2021": min_tdcf_2021(bonafide, spoof, asv),
+            "eer_threshold": threshold,
+            "eer_per_attack": {a: compute_eer(bonafide, scores[(labels == 0) & (attacks == a)])[0]
+                               for a in spoof_attacks},
+            "bonafide": int(len(bonafide)), "spoof": int(len(spoof)),
+            "spoof_per_attack": {a: int(np.sum((labels == 0) & (attacks == a))) for a in spoof_attacks},
+            "asv_operating_point": asv}
+
+
+def write_plots_and_report(partition: str, scores, labels, attacks, metrics: dict,
+                           plot_dir: Path, report_path: Path) -> None:
+    attacks = np.asarray(attacks)
+    bonafide, spoof = scores[labels == 1], scores[labels == 0]
+    per_attack = {a: scores[(labels == 0) & (attacks == a)] for a in metrics["eer_per_attack"]}
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    det_png, hist_png = plot_dir / "det.png", plot_dir / "score_histogram.png"
+    report.det_plot(bonafide, spoof, per_attack, f"DET, {partition}: EER {metrics['eer']:.2%}",
+                    plot_dir / "det.csv", det_png)
+    report.histogram_plot({"bonafide": bonafide, **per_attack}, f"CM scores, {partition}",
+                          plot_dir / "score_histogram.csv", hist_png)
+    report.write_markdown(report_path, partition, metrics, det_png, hist_png)
 
 
 def main(argv=None) -> int:
@@ -55,6 +83,8 @@ def main(argv=None) -> int:
     parser.add_argument("--features", default="data/features")
     parser.add_argument("--scores", default="scores")
     parser.add_argument("--metrics", default="metrics")
+    parser.add_argument("--plots", default="plots")
+    parser.add_argument("--reports", default="reports")
     args = parser.parse_args(argv)
     try:
         settings = load_settings(args.params)
@@ -69,17 +99,21 @@ def main(argv=None) -> int:
         readers = open_partition(Path(args.features) / args.partition, settings.features)
         dataset = ShardDataset(readers, state["frames"], train=False,
                                f0_channel=state["model_settings"]["f0_channel"])
-        scores, labels = score_dataset(model, dataset, settings.train, device)
+        scoring = dataclasses.replace(settings.train, batch_size=settings.evaluate.batch_size)
+        scores, labels = score_dataset(model, dataset, scoring, device)
         write_scores(Path(args.scores) / f"{args.partition}.txt", dataset, scores)
         attacks = [dataset.utterance(i)[1] for i in range(len(dataset))]
-        metrics = partition_metrics(scores, labels, attacks)
-    except (SettingsError, ShardError, CheckpointError, ScoreError) as err:
+        metrics = partition_metrics(scores, labels, attacks, asv_point(settings.evaluate, args.partition))
+        write_plots_and_report(args.partition, scores, labels, attacks, metrics,
+                               Path(args.plots) / args.partition, Path(args.reports) / f"{args.partition}.md")
+    except (SettingsError, ShardError, CheckpointError, ScoreError, OSError) as err:
         print(f"evaluate {args.partition}: {err}", file=sys.stderr)
         return 1
     out = Path(args.metrics) / f"{args.partition}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(metrics, indent=2) + "\n")
-    print(f"evaluate {args.partition}: EER {metrics['eer']:.2%}, min t-DCF {metrics['min_tdcf']:.4f}; " +
+    print(f"evaluate {args.partition}: EER {metrics['eer']:.2%}, min t-DCF {metrics['min_tdcf']:.4f} "
+          f"(2021: {metrics['min_tdcf_2021']:.4f}); " +
           ", ".join(f"{a} {e:.2%}" for a, e in metrics["eer_per_attack"].items()))
     return 0
 

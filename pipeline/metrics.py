@@ -19,6 +19,8 @@ def check_scores(bonafide: np.ndarray, spoof: np.ndarray) -> None:
     scores = np.concatenate([bonafide, spoof])
     if not np.all(np.isfinite(scores)):
         raise ScoreError("scores contain NaN or infinite values")
+    if len(np.unique(scores)) < 3:
+        raise ScoreError("fewer than 3 distinct scores: soft scores are needed, not decisions")
 
 
 def det_curve(bonafide: np.ndarray, spoof: np.ndarray):
@@ -44,9 +46,12 @@ def compute_eer(bonafide: np.ndarray, spoof: np.ndarray) -> tuple[float, float]:
     return float((miss[i] + false_alarm[i]) / 2), float(thresholds[i])
 
 
-# ASVspoof 2019 t-DCF cost model (Kinnunen et al., 2018; the official evaluation package).
+# ASVspoof 2019 t-DCF cost model (Kinnunen et al., Odyssey 2018; the 2019 evaluation plan).
 COST_MODEL = {"Pspoof": 0.05, "Ptar": 0.95 * 0.99, "Pnon": 0.95 * 0.01,
               "Cmiss_asv": 1.0, "Cfa_asv": 10.0, "Cmiss_cm": 1.0, "Cfa_cm": 10.0}
+# ASVspoof 2021's revised t-DCF (Kinnunen et al., TASLP 2020): costs of the tandem system.
+COST_MODEL_2021 = {"Pspoof": 0.05, "Ptar": 0.95 * 0.99, "Pnon": 0.95 * 0.01,
+                   "Cmiss": 1.0, "Cfa": 10.0, "Cfa_spoof": 10.0}
 # The official ASV system's error rates on ASVspoof 2019 LA eval, used when no ASV score file is given.
 DEFAULT_ASV = {"Pfa_asv": 0.0246047, "Pmiss_asv": 0.0245810, "Pmiss_spoof_asv": 0.2393475}
 
@@ -61,3 +66,42 @@ def min_tdcf(bonafide: np.ndarray, spoof: np.ndarray, asv: dict = DEFAULT_ASV,
     if c1 <= 0 or c2 <= 0:
         raise ScoreError("the ASV operating point gives a non-positive t-DCF weight; check the ASV error rates")
     return float(np.min((c1 * miss + c2 * false_alarm) / min(c1, c2)))
+
+
+def min_tdcf_2021(bonafide: np.ndarray, spoof: np.ndarray, asv: dict = DEFAULT_ASV,
+                  cost: dict = COST_MODEL_2021) -> float:
+    """Minimum normalised revised t-DCF (ASVspoof 2021): (C0 + C1 Pmiss + C2 Pfa) / (C0 + min(C1, C2))."""
+    miss, false_alarm, _ = det_curve(bonafide, spoof)
+    c0 = cost["Ptar"] * cost["Cmiss"] * asv["Pmiss_asv"] + cost["Pnon"] * cost["Cfa"] * asv["Pfa_asv"]
+    c1 = cost["Ptar"] * cost["Cmiss"] - c0
+    c2 = cost["Pspoof"] * cost["Cfa_spoof"] * (1 - asv["Pmiss_spoof_asv"])
+    if c0 < 0 or c1 < 0 or c2 < 0:
+        raise ScoreError("the ASV operating point gives a negative t-DCF weight; check the ASV error rates")
+    return float(np.min((c0 + c1 * miss + c2 * false_alarm) / (c0 + min(c1, c2))))
+
+
+def asv_operating_point(path) -> dict:
+    """ASV error rates at the ASV EER threshold from an official ASV score file (`SOURCE KEY SCORE`).
+
+    KEY is target, nontarget or spoof. As the official tool: a trial is accepted when its score is
+    at or above the threshold.
+    """
+    groups = {"target": [], "nontarget": [], "spoof": []}
+    with open(path) as f:
+        for number, line in enumerate(f, start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) != 3 or fields[1] not in groups:
+                raise ScoreError(f"{path}:{number}: expected 'SOURCE KEY SCORE' with KEY target, nontarget or "
+                                 f"spoof, got {line.strip()!r}")
+            try:
+                groups[fields[1]].append(float(fields[2]))
+            except ValueError:
+                raise ScoreError(f"{path}:{number}: score {fields[2]!r} is not a number") from None
+    target, nontarget, spoof = (np.array(groups[k]) for k in ("target", "nontarget", "spoof"))
+    if not len(target) or not len(nontarget) or not len(spoof):
+        raise ScoreError(f"{path}: needs target, nontarget and spoof trials")
+    _, threshold = compute_eer(target, nontarget)
+    return {"Pfa_asv": float(np.mean(nontarget >= threshold)), "Pmiss_asv": float(np.mean(target < threshold)),
+            "Pmiss_spoof_asv": float(np.mean(spoof < threshold))}

@@ -219,6 +219,32 @@ class TrainSettings:
 
 
 @dataclass(frozen=True)
+class EvaluateSettings:
+    # Official ASV score files (ASVspoof2019.LA.asv.{dev,eval}.gi.trl.scores.txt) per partition;
+    # null uses asv_operating_point instead.
+    asv_scores: dict = field(default_factory=lambda: {"dev": None, "eval": None})
+    # ASV error rates for the t-DCF when no ASV score file is given: the official ASV system
+    # on ASVspoof 2019 LA eval.
+    asv_operating_point: dict = field(default_factory=lambda: {
+        "Pfa_asv": 0.0246047, "Pmiss_asv": 0.0245810, "Pmiss_spoof_asv": 0.2393475})
+    batch_size: int = 64
+
+    def validate(self, path: str) -> None:
+        unknown = set(self.asv_scores) - {"dev", "eval"}
+        if unknown:
+            raise SettingsError(f"{path}.asv_scores: unknown partitions {sorted(unknown)}")
+        for part, value in self.asv_scores.items():
+            if value is not None and not isinstance(value, str):
+                raise SettingsError(f"{path}.asv_scores.{part}: must be a file path or null")
+        if set(self.asv_operating_point) != {"Pfa_asv", "Pmiss_asv", "Pmiss_spoof_asv"}:
+            raise SettingsError(f"{path}.asv_operating_point: needs exactly Pfa_asv, Pmiss_asv, Pmiss_spoof_asv")
+        for key, value in self.asv_operating_point.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise SettingsError(f"{path}.asv_operating_point.{key}: must be a rate in [0, 1], got {value!r}")
+        _positive(self.batch_size, f"{path}.batch_size")
+
+
+@dataclass(frozen=True)
 class Settings:
     data: DataSettings = field(default_factory=DataSettings)
     corpus: CorpusSettings = field(default_factory=CorpusSettings)
@@ -227,6 +253,7 @@ class Settings:
     f0_report: F0ReportSettings = field(default_factory=F0ReportSettings)
     model: ModelSettings = field(default_factory=ModelSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
+    evaluate: EvaluateSettings = field(default_factory=EvaluateSettings)
 
 
 def _positive(value, path: str) -> None:

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from pipeline.evaluate import partition_metrics
-from pipeline.metrics import COST_MODEL, DEFAULT_ASV, ScoreError, compute_eer, min_tdcf
+from pipeline.metrics import (COST_MODEL, DEFAULT_ASV, ScoreError, asv_operating_point, compute_eer, min_tdcf,
+                              min_tdcf_2021)
 
 
 def reference_rates(bonafide, spoof):
@@ -69,3 +70,41 @@ def test_per_attack_eer_pairs_each_attack_with_all_bona_fide():
     assert metrics["eer_per_attack"]["A01"] == 0.0
     assert metrics["eer_per_attack"]["A02"] == pytest.approx(compute_eer([1.0, 0.9], [0.95, -1.0])[0])
     assert (metrics["bonafide"], metrics["spoof"]) == (2, 3)
+
+
+def reference_min_tdcf_2021(bonafide, spoof, asv=DEFAULT_ASV):
+    c0 = 0.9405 * asv["Pmiss_asv"] + 0.0095 * 10 * asv["Pfa_asv"]
+    c1 = 0.9405 - c0
+    c2 = 0.05 * 10 * (1 - asv["Pmiss_spoof_asv"])
+    return min((c0 + c1 * m + c2 * f) / (c0 + min(c1, c2)) for m, f in reference_rates(bonafide, spoof))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_revised_2021_tdcf_matches_an_independent_computation(seed):
+    rng = np.random.default_rng(seed)
+    bonafide, spoof = rng.normal(1.0, 1.0, 30), rng.normal(0.0, 1.0, 50)
+    assert min_tdcf_2021(bonafide, spoof) == pytest.approx(reference_min_tdcf_2021(bonafide, spoof), abs=1e-9)
+    # an error-free CM leaves only the ASV's own cost
+    perfect = min_tdcf_2021(bonafide + 100, spoof)
+    c0 = 0.9405 * DEFAULT_ASV["Pmiss_asv"] + 0.0095 * 10 * DEFAULT_ASV["Pfa_asv"]
+    assert perfect == pytest.approx(c0 / (c0 + min(0.9405 - c0, 0.5 * (1 - DEFAULT_ASV["Pmiss_spoof_asv"]))))
+
+
+def test_asv_operating_point_from_an_official_score_file(tmp_path):
+    path = tmp_path / "asv.txt"
+    lines = [f"LA_0001 target {s}" for s in (3.0, 4.0, 5.0, 0.5)]
+    lines += [f"LA_0002 nontarget {s}" for s in (-3.0, -2.0, 1.0, -1.0)]
+    lines += [f"A07 spoof {s}" for s in (2.0, -5.0)]
+    path.write_text("\n".join(lines) + "\n")
+    point = asv_operating_point(path)
+    # The official EER threshold is the score of the last rejected trial at the EER point: 0.5 here.
+    # Accepting scores >= 0.5: no target missed, nontarget 1.0 accepted, spoof -5 rejected.
+    assert point == {"Pfa_asv": 0.25, "Pmiss_asv": 0.0, "Pmiss_spoof_asv": 0.5}
+    path.write_text("LA_0001 target\n")
+    with pytest.raises(ScoreError, match="asv.txt:1: expected 'SOURCE KEY SCORE'"):
+        asv_operating_point(path)
+
+
+def test_decisions_instead_of_scores_are_refused():
+    with pytest.raises(ScoreError, match="fewer than 3 distinct scores"):
+        compute_eer(np.array([1.0, 1.0]), np.array([0.0, 0.0]))

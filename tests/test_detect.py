@@ -1,0 +1,85 @@
+"""`python -m pipeline.detect`: scores good and odd files, names each broken one, exits non-zero."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import train
+from conftest import ROOT, harmonic, make_feature_shards
+from pipeline.settings import FeatureSettings, ModelSettings, Settings, TrainSettings
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    root = tmp_path_factory.mktemp("detect")
+    make_feature_shards(root / "features/train", FeatureSettings(), n_utts=32, seed=0)
+    make_feature_shards(root / "features/dev", FeatureSettings(), n_utts=16, n_shards=1, seed=1)
+    settings = Settings(model=ModelSettings(layers=[1, 1], planes=[16, 32], scale=4, stem_channels=8),
+                        train=TrainSettings(frames=32, batch_size=16, epochs=1, warmup_steps=2, num_workers=0))
+    train.train(settings, root / "features", root / "models", root / "train.json", live_dir=None, progress=False)
+    return root / "models/model.pt"
+
+
+@pytest.fixture(scope="module")
+def mixed_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("mixed")
+    tone = harmonic(150, seconds=2.0)
+    sf.write(folder / "good.flac", tone, 16000)
+    sf.write(folder / "stereo.wav", np.stack([tone, tone[::-1]], axis=1), 16000)
+    sf.write(folder / "narrowband_8k.wav", harmonic(150, seconds=2.0, sr=8000), 8000)
+    sf.write(folder / "cd_44k.flac", harmonic(150, seconds=2.0, sr=44100), 44100)
+    sf.write(folder / "long_2min.flac", np.tile(tone, 60), 16000)
+    (folder / "empty.wav").write_bytes(b"")
+    (folder / "text.flac").write_text("this is a text file, not audio")
+    (folder / "corrupt.flac").write_bytes((folder / "good.flac").read_bytes()[:200])
+    sf.write(folder / "nan.wav", np.array([0.1, np.nan] * 800, np.float32), 16000, subtype="FLOAT")
+    (folder / "notes.txt").write_text("not an audio suffix: not picked up from a folder")
+    return folder
+
+
+def run_detect(*args):
+    return subprocess.run([sys.executable, "-m", "pipeline.detect", *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_detect_scores_good_and_odd_files_and_names_broken_ones(model_path, mixed_folder, tmp_path):
+    out = tmp_path / "scores.tsv"
+    result = run_detect("--model", model_path, mixed_folder, "--out", out)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    rows = [line.split("\t") for line in out.read_text().splitlines()]
+    assert rows[0] == ["path", "score", "decision"]
+    scored = {r[0].rsplit("/", 1)[1]: r for r in rows[1:]}
+    assert set(scored) == {"good.flac", "stereo.wav", "narrowband_8k.wav", "cd_44k.flac", "long_2min.flac"}
+    assert all(r[2] in ("bonafide", "spoof") and np.isfinite(float(r[1])) for r in scored.values())
+    for name, reason in [("empty.wav", "not readable as audio"), ("text.flac", "not readable as audio"),
+                         ("corrupt.flac", "not readable as audio"), ("nan.wav", "NaN")]:
+        assert any(name in line and reason in line for line in result.stderr.splitlines()), name
+    assert "notes.txt" not in result.stdout + result.stderr
+
+
+def test_detect_on_good_files_exits_zero_and_prints_a_table(model_path, mixed_folder):
+    result = run_detect("--model", model_path, mixed_folder / "good.flac", mixed_folder / "stereo.wav")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["path", "score", "decision"] and len(lines) == 3
+
+
+def test_detect_refuses_a_file_that_is_not_a_model(tmp_path, mixed_folder):
+    bad = tmp_path / "model.pt"
+    bad.write_text("nope")
+    result = run_detect("--model", bad, mixed_folder / "good.flac")
+    assert result.returncode == 2 and "not a loadable checkpoint" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_detect_evaluates_a_protocol_folder(model_path, tmp_path):
+    from conftest import make_tone_corpus
+    from pipeline.protocol import audio_dir, protocol_path
+    root = make_tone_corpus(tmp_path / "corpus", partitions=("eval",), per_partition=8)
+    result = run_detect("--model", model_path, "--protocol", protocol_path(root, "eval"),
+                        "--root", audio_dir(root, "eval"))
+    assert result.returncode == 0, result.stderr
+    assert "8 utterances scored: EER" in result.stdout

@@ -1,0 +1,31 @@
+from pathlib import Path
+
+import pytest
+
+from pipeline.preset import main
+from pipeline.settings import load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_paper_preset_sets_the_full_recipe_and_keeps_comments(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text((ROOT / "params.yaml").read_text())
+    assert main([str(ROOT / "presets/asvspoof2019_la.yaml"), "--set", "data.root=/data/LA",
+                 "--params", str(params)]) == 0
+    settings = load_settings(params)
+    assert settings.data.root == "/data/LA" and settings.corpus.build is False
+    assert (settings.train.frames, settings.train.batch_size, settings.train.epochs) == (600, 64, 32)
+    assert settings.train.warmup_steps == 1000
+    assert "# Every tunable setting of the pipeline" in params.read_text()
+    assert settings.extract.scheduler is None
+
+
+def test_a_wrong_key_leaves_params_untouched(tmp_path, capsys):
+    params = tmp_path / "params.yaml"
+    original = (ROOT / "params.yaml").read_text()
+    params.write_text(original)
+    assert main(["--set", "train.frmes=3", "--params", str(params)]) == 1
+    assert "train.frmes: not a key of params.yaml" in capsys.readouterr().err
+    assert main(["--set", "train.frames=0", "--params", str(params)]) == 1
+    assert params.read_text() == original
