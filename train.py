@@ -119,6 +119,26 @@ def score_dataset(model, dataset, settings: TrainSettings, device) -> tuple[np.n
     return scores, labels
 
 
+def train_step(model, x, y, optimizer, lam: float, device, precision: str, micro_batch: int = 0):
+    """One optimiser step on a batch; returns (summed loss, correct predictions) over the batch.
+
+    With micro_batch > 0 the batch goes through in chunks of that size whose gradients add up
+    to the whole batch's (activation memory of one chunk; BatchNorm statistics per chunk).
+    """
+    optimizer.zero_grad(set_to_none=True)
+    total_loss, correct = 0.0, 0
+    size = micro_batch or len(y)
+    for xc, yc in zip(torch.split(x, size), torch.split(y, size)):
+        with autocast(device, precision):
+            out = model(xc)
+        loss = asoftmax_loss(out, yc, lam)
+        (loss * (len(yc) / len(y))).backward()
+        total_loss += loss.item() * len(yc)
+        correct += int((out.cos_theta.argmax(dim=1) == yc).sum())
+    optimizer.step()
+    return total_loss, correct
+
+
 def train_epoch(model, loader, optimizer, scheduler, settings: Settings, device, step: int, progress: bool):
     """Returns (mean loss, accuracy, optimiser steps done so far, samples/s)."""
     model.train()
@@ -132,16 +152,11 @@ def train_epoch(model, loader, optimizer, scheduler, settings: Settings, device,
             break
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         lam = margin_lambda(step, ms.lambda_min, ms.lambda_base, ms.lambda_gamma)
-        with autocast(device, ts.precision):
-            out = model(x)
-        loss = asoftmax_loss(out, y, lam)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        batch_loss, batch_correct = train_step(model, x, y, optimizer, lam, device, ts.precision, ts.micro_batch)
         scheduler.step()
         step += 1
-        total_loss += loss.item() * len(y)
-        correct += int((out.cos_theta.argmax(dim=1) == y).sum())
+        total_loss += batch_loss
+        correct += batch_correct
         seen += len(y)
     elapsed = time.perf_counter() - started
     return total_loss / max(seen, 1), correct / max(seen, 1), step, seen / max(elapsed, 1e-9)
@@ -161,6 +176,8 @@ def train(settings: Settings, features_dir: Path, out_dir: Path, metrics_path: P
 
     torch.manual_seed(ts.seed)
     model = build_model(ms).to(device)
+    # The compiled module shares its parameters with `model`: checkpoints save `model`.
+    runner = torch.compile(model) if ts.compile else model
     optimizer = torch.optim.Adam(model.parameters(), lr=ts.lr, betas=(ts.beta1, ts.beta2), eps=ts.eps,
                                  weight_decay=ts.weight_decay, amsgrad=ts.amsgrad)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_factor(s + 1, ts.warmup_steps))
@@ -194,7 +211,7 @@ def train(settings: Settings, features_dir: Path, out_dir: Path, metrics_path: P
         for epoch in range(start_epoch, ts.epochs):
             torch.manual_seed(ts.seed * 1000 + epoch)
             loader = make_loader(train_set, ts, device, shuffle=True, epoch=epoch)
-            loss, accuracy, step, speed = train_epoch(model, loader, optimizer, scheduler, settings,
+            loss, accuracy, step, speed = train_epoch(runner, loader, optimizer, scheduler, settings,
                                                       device, step, progress)
             scores, labels = score_dataset(model, dev_set, ts, device)
             dev_eer, threshold = compute_eer(scores[labels == 1], scores[labels == 0])

@@ -73,20 +73,20 @@ class Bottle2neck(nn.Module):
                 nn.BatchNorm2d(planes * expansion))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn1(self.conv1(x)), inplace=True)
         splits = torch.split(out, self.width, dim=1)
         outputs = []
         sp = None
         for i, (conv, bn, sr) in enumerate(zip(self.convs, self.bns, self.srs)):
             sp = splits[i] if (i == 0 or self.first) else sp + splits[i]
-            sp = sr(F.relu(bn(conv(sp))))
+            sp = sr(F.relu(bn(conv(sp)), inplace=True))
             outputs.append(sp)
         if self.scale > 1:
             outputs.append(self.pool(splits[-1]) if self.pool is not None else splits[-1])
         out = self.bn3(self.conv3(torch.cat(outputs, dim=1)))
         out = self.attention(out)
         residual = x if self.shortcut is None else self.shortcut(x)
-        return F.relu(out + residual)
+        return F.relu(out + residual, inplace=True)
 
 
 class SRLARes2Net(nn.Module):

@@ -95,3 +95,17 @@ def test_warmup_schedule_peaks_at_the_end_of_warmup():
     values = [train.warmup_factor(s, 100) for s in range(1, 400)]
     assert max(values) == pytest.approx(1.0) and values.index(max(values)) == 99
     assert train.warmup_factor(400, 100) == pytest.approx((400 / 100) ** -0.5)
+
+
+def test_micro_batches_give_the_whole_batch_gradient():
+    torch.manual_seed(0)
+    model = train.build_model(SMALL_MODEL)
+    model.eval()  # fixed BatchNorm statistics and no dropout: chunking must not change the gradient
+    x, y = torch.randn(8, 1, 45, 24), torch.tensor([0, 1] * 4)
+    grads = []
+    for micro in (0, 3):
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+        loss, correct = train.train_step(model, x, y, optimizer, 10.0, torch.device("cpu"), "fp32", micro)
+        grads.append([p.grad.clone() for p in model.parameters()])
+    for whole, chunked in zip(*grads):
+        torch.testing.assert_close(whole, chunked, rtol=1e-4, atol=1e-6)
