@@ -48,7 +48,8 @@ def is_complete(path: Path, digest: str, fingerprint: str) -> bool:
     return attrs.get("fingerprint") == fingerprint and attrs.get("plan_digest") == digest
 
 
-def extract_shard(rows: list, path: Path, settings: FeatureSettings, on_error: str) -> tuple[int, list[dict]]:
+def extract_shard(rows: list, path: Path, settings: FeatureSettings, on_error: str,
+                  digest: str) -> tuple[int, list[dict]]:
     """Compute and write one shard. Returns (utterances written, skipped [{utt_id, path, reason}]).
 
     Skipped utterances are recorded in the shard itself, so their reasons survive a resumed run.
@@ -64,7 +65,7 @@ def extract_shard(rows: list, path: Path, settings: FeatureSettings, on_error: s
             skipped.append({"utt_id": utt.utt_id, "path": str(audio_path), "reason": err.reason})
             continue
         records.append((utt, subband, f0))
-    write_shard(path, records, settings, plan_digest(rows), skipped)
+    write_shard(path, records, settings, digest, skipped)
     return len(records), skipped
 
 
@@ -88,8 +89,12 @@ def extract_partition(manifest: Path, out: Path, feature_settings: FeatureSettin
                       extract_settings: ExtractSettings, progress: bool = True) -> dict:
     """Extract one partition into out/ (shards + index.json). Returns a summary."""
     rows = read_manifest(manifest)
+    # Workers may run elsewhere (dask): they get absolute paths; the plan digests keep the
+    # manifest's own paths, so moving the checkout does not invalidate finished shards.
+    out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     plans = plan_shards(rows, extract_settings.shard_size)
+    tasks = [[(u, str(Path(p).resolve())) for u, p in plan] for plan in plans]
     fingerprint = feature_settings.fingerprint()
     names = [shard_name(i) for i in range(len(plans))]
     digests = [plan_digest(p) for p in plans]
@@ -102,7 +107,8 @@ def extract_partition(manifest: Path, out: Path, feature_settings: FeatureSettin
     if todo:
         with backend(extract_settings):
             jobs = Parallel(return_as="generator_unordered")(
-                delayed(_indexed)(i, plans[i], out / names[i], feature_settings, extract_settings.on_error)
+                delayed(_indexed)(i, tasks[i], out / names[i], feature_settings, extract_settings.on_error,
+                                  digests[i])
                 for i in todo)
             bar = tqdm(total=sum(len(plans[i]) for i in todo), unit="utt", disable=not progress,
                        desc=f"features {manifest.stem}")

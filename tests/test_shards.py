@@ -120,3 +120,12 @@ def test_bad_audio_stops_or_is_skipped_and_reported(manifest, tmp_path):
     assert skipped["path"] == broken and "not readable" in skipped["reason"]
     index = json.loads((out / "index.json").read_text())
     assert index["skipped"] == [skipped]
+
+
+def test_dask_backend_writes_the_same_shards_as_loky(manifest, tmp_path):
+    loky = run_extract(manifest, tmp_path / "loky", n_jobs=2)
+    dask = run_extract(manifest, tmp_path / "dask", n_jobs=2, backend="dask")
+    assert dask["utterances"] == loky["utterances"] == 10
+    loky_index = json.loads((tmp_path / "loky/index.json").read_text())
+    dask_index = json.loads((tmp_path / "dask/index.json").read_text())
+    assert dask_index == loky_index  # same files, same checksums
