@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.signal
 
+FRAME_BLOCK = 2048
+
 
 def preemphasis(waveform: np.ndarray, coefficient: float) -> np.ndarray:
     """y[n] = x[n] - a * x[n-1], with y[0] = x[0]."""
@@ -29,5 +31,11 @@ def subband_spectrogram(waveform: np.ndarray, settings) -> np.ndarray:
         left = (settings.n_fft - settings.win_length) // 2
         window = np.pad(window, (left, settings.n_fft - settings.win_length - left))
     strided = np.lib.stride_tricks.sliding_window_view(padded, settings.n_fft)[::settings.hop_length][:frames]
-    spectrum = np.fft.rfft(strided * window, n=settings.n_fft, axis=1)[:, :settings.n_bins]
-    return np.log(np.abs(spectrum) + np.exp(settings.log_floor)).astype(np.float32)
+    out = np.empty((frames, settings.n_bins), dtype=np.float32)
+    floor = np.exp(settings.log_floor)
+    # Blocks of frames keep memory bounded on long recordings (a full 10-minute STFT needs GBs).
+    for start in range(0, frames, FRAME_BLOCK):
+        block = strided[start:start + FRAME_BLOCK] * window
+        spectrum = np.fft.rfft(block, n=settings.n_fft, axis=1)[:, :settings.n_bins]
+        out[start:start + FRAME_BLOCK] = np.log(np.abs(spectrum) + floor)
+    return out
