@@ -24,7 +24,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
 from model import asoftmax_loss, bonafide_score, build_model, count_parameters, margin_lambda
@@ -51,6 +54,20 @@ def resolve_device(setting: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SettingsError(f"train.device: {setting} asked for, but no CUDA device is available")
     return device
+
+
+def setup_distributed(device_setting: str) -> tuple[int, int, torch.device]:
+    """(rank, world size, device). Under torchrun (WORLD_SIZE > 1) joins the process group:
+    NCCL with one GPU per rank, gloo on CPU."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    device = resolve_device(device_setting)
+    if world == 1:
+        return 0, 1, device
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), world, device
 
 
 def autocast(device: torch.device, precision: str):
@@ -93,13 +110,20 @@ def atomic_save(obj, path: Path) -> None:
 
 # ---------------------------------------------------------------- one epoch
 
-def make_loader(dataset, settings: TrainSettings, device, shuffle: bool, epoch: int) -> DataLoader:
+def make_loader(dataset, settings: TrainSettings, device, shuffle: bool, epoch: int,
+                rank: int = 0, world: int = 1) -> DataLoader:
     sampler = None
-    if shuffle:
+    seed = settings.seed * 1000 + epoch
+    if shuffle and world > 1:
+        # The same permutation as one process would draw; rank r takes every world-th item of it,
+        # so the ranks' batches together are the single-process batch.
+        sampler = DistributedSampler(dataset, world, rank, shuffle=True, seed=settings.seed * 1000)
+        sampler.set_epoch(epoch)
+    elif shuffle:
         # A fresh generator per epoch: the order depends only on (seed, epoch), so resuming
         # at an epoch boundary replays exactly what an uninterrupted run would have done.
-        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(settings.seed * 1000 + epoch))
-    return DataLoader(dataset, batch_size=settings.batch_size, sampler=sampler, shuffle=False,
+        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
+    return DataLoader(dataset, batch_size=settings.batch_size // world, sampler=sampler, shuffle=False,
                       num_workers=settings.num_workers, worker_init_fn=seed_worker,
                       pin_memory=device.type == "cuda", drop_last=False,
                       persistent_workers=False)
@@ -159,6 +183,10 @@ def train_epoch(model, loader, optimizer, scheduler, settings: Settings, device,
         correct += batch_correct
         seen += len(y)
     elapsed = time.perf_counter() - started
+    if dist.is_initialized():  # every rank saw its own part: report the whole
+        totals = torch.tensor([total_loss, correct, seen], dtype=torch.float64, device=device)
+        dist.all_reduce(totals)
+        total_loss, correct, seen = totals.tolist()
     return total_loss / max(seen, 1), correct / max(seen, 1), step, seen / max(elapsed, 1e-9)
 
 
@@ -166,8 +194,28 @@ def train_epoch(model, loader, optimizer, scheduler, settings: Settings, device,
 
 def train(settings: Settings, features_dir: Path, out_dir: Path, metrics_path: Path,
           live_dir: Path | None = Path("dvclive"), resume: bool = True, progress: bool = True) -> dict:
+    """Train (one process, or one rank of a torchrun job); returns the summary written to metrics_path.
+
+    Under torchrun every rank trains on its share of each batch and DDP averages the gradients;
+    only rank 0 evaluates dev, logs and saves, and its summary is the one returned.
+    """
     ts, ms = settings.train, settings.model
-    device = resolve_device(ts.device)
+    rank, world, device = setup_distributed(ts.device)
+    master = rank == 0
+    try:
+        if ts.batch_size % world:
+            raise SettingsError(f"train.batch_size: {ts.batch_size} does not split over {world} ranks")
+        return _train(settings, features_dir, out_dir, metrics_path, live_dir if master else None,
+                      resume, progress and master, rank, world, device)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(settings, features_dir, out_dir, metrics_path, live_dir, resume, progress, rank, world, device):
+    ts, ms = settings.train, settings.model
+    master = rank == 0
+    say = print if master else (lambda *a, **k: None)
     train_readers = open_partition(features_dir / "train", settings.features)
     dev_readers = open_partition(features_dir / "dev", settings.features)
     train_index = json.loads((features_dir / "train" / "index.json").read_text())
@@ -176,8 +224,13 @@ def train(settings: Settings, features_dir: Path, out_dir: Path, metrics_path: P
 
     torch.manual_seed(ts.seed)
     model = build_model(ms).to(device)
+    # BatchNorm: each rank normalises with its own batch share; DDP copies rank 0's running
+    # statistics to every rank at each forward, so all ranks hold the same model.
+    wrapped = model
+    if world > 1:
+        wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     # The compiled module shares its parameters with `model`: checkpoints save `model`.
-    runner = torch.compile(model) if ts.compile else model
+    runner = torch.compile(wrapped) if ts.compile else wrapped
     optimizer = torch.optim.Adam(model.parameters(), lr=ts.lr, betas=(ts.beta1, ts.beta2), eps=ts.eps,
                                  weight_decay=ts.weight_decay, amsgrad=ts.amsgrad)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_factor(s + 1, ts.warmup_steps))
@@ -193,14 +246,15 @@ def train(settings: Settings, features_dir: Path, out_dir: Path, metrics_path: P
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             start_epoch, step, best, history = state["epoch"], state["step"], state["best"], state["history"]
-            print(f"train: resuming after epoch {start_epoch} (step {step}) from {checkpoint_path}")
+            say(f"train: resuming after epoch {start_epoch} (step {step}) from {checkpoint_path}")
         else:
-            print(f"train: {checkpoint_path} belongs to other settings; starting a new run")
+            say(f"train: {checkpoint_path} belongs to other settings; starting a new run")
     if start_epoch == 0 or not model_path.is_file():
         best = {"dev_eer": None}
 
-    print(f"train: {count_parameters(model):,} parameters, {ms.arch} + {ms.head}, device {device}, "
-          f"{len(train_set)} train / {len(dev_set)} dev utterances, {ts.frames} frames")
+    say(f"train: {count_parameters(model):,} parameters, {ms.arch} + {ms.head}, device {device}"
+        f"{f' x {world} ranks' if world > 1 else ''}, {len(train_set)} train / {len(dev_set)} dev utterances, "
+        f"{ts.frames} frames")
     live = None
     if live_dir is not None:
         from dvclive import Live
@@ -210,25 +264,28 @@ def train(settings: Settings, features_dir: Path, out_dir: Path, metrics_path: P
     try:
         for epoch in range(start_epoch, ts.epochs):
             torch.manual_seed(ts.seed * 1000 + epoch)
-            loader = make_loader(train_set, ts, device, shuffle=True, epoch=epoch)
+            loader = make_loader(train_set, ts, device, shuffle=True, epoch=epoch, rank=rank, world=world)
             loss, accuracy, step, speed = train_epoch(runner, loader, optimizer, scheduler, settings,
                                                       device, step, progress)
-            scores, labels = score_dataset(model, dev_set, ts, device)
-            dev_eer, threshold = compute_eer(scores[labels == 1], scores[labels == 0])
-            record = {"epoch": epoch + 1, "step": step, "train_loss": loss, "train_accuracy": accuracy,
-                      "lr": optimizer.param_groups[0]["lr"], "dev_eer": dev_eer, "samples_per_s": speed}
-            history.append(record)
-            print(f"epoch {epoch + 1}/{ts.epochs}: loss {loss:.4f}  acc {accuracy:.3f}  "
-                  f"dev EER {dev_eer:.2%}  lr {record['lr']:.2e}  {speed:.1f} samples/s")
-            if best["dev_eer"] is None or dev_eer < best["dev_eer"]:
-                best = {"dev_eer": dev_eer, "epoch": epoch + 1, "threshold": threshold}
-                atomic_save(model_file(model, settings, best, step), model_path)
-            atomic_save({"format": CHECKPOINT_FORMAT, "run_digest": digest, "epoch": epoch + 1, "step": step,
-                         "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                         "scheduler": scheduler.state_dict(), "best": best, "history": history},
-                        checkpoint_path)
-            if live is not None:
-                log_epoch(live, record)
+            if master:
+                scores, labels = score_dataset(model, dev_set, ts, device)
+                dev_eer, threshold = compute_eer(scores[labels == 1], scores[labels == 0])
+                record = {"epoch": epoch + 1, "step": step, "train_loss": loss, "train_accuracy": accuracy,
+                          "lr": optimizer.param_groups[0]["lr"], "dev_eer": dev_eer, "samples_per_s": speed}
+                history.append(record)
+                say(f"epoch {epoch + 1}/{ts.epochs}: loss {loss:.4f}  acc {accuracy:.3f}  "
+                    f"dev EER {dev_eer:.2%}  lr {record['lr']:.2e}  {speed:.1f} samples/s")
+                if best["dev_eer"] is None or dev_eer < best["dev_eer"]:
+                    best = {"dev_eer": dev_eer, "epoch": epoch + 1, "threshold": threshold}
+                    atomic_save(model_file(model, settings, best, step), model_path)
+                atomic_save({"format": CHECKPOINT_FORMAT, "run_digest": digest, "epoch": epoch + 1, "step": step,
+                             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                             "scheduler": scheduler.state_dict(), "best": best, "history": history},
+                            checkpoint_path)
+                if live is not None:
+                    log_epoch(live, record)
+            if world > 1:
+                dist.barrier()  # the other ranks wait for rank 0's evaluation and checkpoint
     finally:
         if live is not None:
             live.end()
@@ -239,9 +296,24 @@ def train(settings: Settings, features_dir: Path, out_dir: Path, metrics_path: P
                "final_train_loss": history[-1]["train_loss"] if history else None,
                "final_train_accuracy": history[-1]["train_accuracy"] if history else None,
                "train_samples_per_s": history[-1]["samples_per_s"] if history else None}
-    metrics_path.parent.mkdir(parents=True, exist_ok=True)
-    metrics_path.write_text(json.dumps(summary, indent=2) + "\n")
+    if world > 1:
+        summary["ranks"] = world
+        summary["rank_weight_max_difference"] = ranks_disagreement(model)
+        say(f"train: {world} ranks agree (max weight difference {summary['rank_weight_max_difference']:.1e})")
+    if master:
+        metrics_path.parent.mkdir(parents=True, exist_ok=True)
+        metrics_path.write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def ranks_disagreement(model) -> float:
+    """Largest difference between any rank's weights and rank 0's (0.0 when DDP works)."""
+    flat = torch.cat([p.detach().flatten() for p in model.parameters()])
+    reference = flat.clone()
+    dist.broadcast(reference, 0)
+    difference = (flat - reference).abs().max()
+    dist.all_reduce(difference, op=dist.ReduceOp.MAX)
+    return float(difference)
 
 
 def log_epoch(live, record: dict) -> None:
@@ -312,7 +384,8 @@ def main(argv=None) -> int:
     except (SettingsError, ShardError, CheckpointError) as err:
         print(f"train: {err}", file=sys.stderr)
         return 1
-    print(f"train: best dev EER {summary['best_dev_eer']:.2%} at epoch {summary['best_epoch']}")
+    if summary["best_dev_eer"] is not None:  # rank 0 (the other ranks do not evaluate)
+        print(f"train: best dev EER {summary['best_dev_eer']:.2%} at epoch {summary['best_epoch']}")
     return 0
 
 

@@ -206,6 +206,9 @@ class TrainSettings:
     precision: Literal["bf16", "fp32"] = "bf16"
     # "auto": CUDA when present, else CPU; or "cpu", "cuda", "cuda:1".
     device: str = "auto"
+    # Processes (ranks) of the torchrun launch in dvc.yaml: 1 = a single process; N > 1 trains
+    # with DistributedDataParallel on N GPUs (NCCL) or N CPU processes (gloo).
+    nproc: int = 1
     num_workers: int = 1
     # Split each batch into chunks of this many utterances (0 = whole batch): the same gradient
     # with one chunk's activation memory; BatchNorm statistics are per chunk.
@@ -217,8 +220,10 @@ class TrainSettings:
     max_steps_per_epoch: int = 0
 
     def validate(self, path: str) -> None:
-        for name in ("frames", "batch_size", "epochs", "warmup_steps"):
+        for name in ("frames", "batch_size", "epochs", "warmup_steps", "nproc"):
             _positive(getattr(self, name), f"{path}.{name}")
+        if self.batch_size % self.nproc:
+            raise SettingsError(f"{path}.batch_size: {self.batch_size} does not split evenly over nproc={self.nproc}")
         _positive(self.lr, f"{path}.lr")
         if self.num_workers < 0 or self.max_steps_per_epoch < 0 or self.micro_batch < 0:
             raise SettingsError(f"{path}: num_workers, micro_batch and max_steps_per_epoch must be >= 0")
