@@ -103,9 +103,13 @@ def run_digest(settings: Settings, train_index: dict) -> str:
 
 
 def atomic_save(obj, path: Path) -> None:
+    """Write to a temporary name, then rename: a crash or a full disk never leaves a partial file."""
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------- one epoch

@@ -109,3 +109,16 @@ def test_micro_batches_give_the_whole_batch_gradient():
         grads.append([p.grad.clone() for p in model.parameters()])
     for whole, chunked in zip(*grads):
         torch.testing.assert_close(whole, chunked, rtol=1e-4, atol=1e-6)
+
+
+def test_evaluate_refuses_a_model_trained_on_other_feature_settings(reference, tmp_path, capsys):
+    import yaml
+    from conftest import ROOT
+    from pipeline import evaluate
+    out, _ = reference
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["features"]["hop_length"] = 160
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    assert evaluate.main(["dev", "--params", str(path), "--model", str(out / "model.pt")]) == 1
+    assert "trained on other feature settings" in capsys.readouterr().err
