@@ -96,11 +96,26 @@ def fit_line(sizes, values) -> dict:
             "r2": float(1 - residual / total) if total > 0 else 1.0}
 
 
+def compare(rows, settings) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        manifest = Path(tmp) / "all.tsv"
+        write_manifest(rows, manifest)
+        extract_partition(manifest, Path(tmp) / "all", settings, ExtractSettings(n_jobs=2, shard_size=250),
+                          progress=False)
+        cached = loader_rate(ShardDataset(open_partition(Path(tmp) / "all", settings), 600, train=True))
+    on_the_fly = loader_rate(OnTheFly(rows, settings, 600), max_seconds=30.0)
+    print(f"shard loader {cached:.0f} samples/s vs on-the-fly extraction {on_the_fly:.1f} samples/s "
+          f"({cached / on_the_fly:.0f}x)")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[250, 500, 1000, 1970])
     parser.add_argument("--train-frames", type=int, default=200)
     parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--compare-only", action="store_true",
+                        help="only the cached vs on-the-fly comparison (on all utterances)")
     args = parser.parse_args()
     settings = load_settings(args.params).features
     manifests = [ROOT / "data/manifest" / f"{p}.tsv" for p in ("train", "dev", "eval")]
@@ -110,6 +125,8 @@ def main() -> int:
     rows = [r for m in manifests for r in read_manifest(m)]
     Parallel(n_jobs=2)(delayed(abs)(i) for i in range(4))  # start the worker pool outside the timings
     sizes = [n for n in args.sizes if n <= len(rows)]
+    if args.compare_only:
+        return compare(rows, settings)
     table = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in sizes:

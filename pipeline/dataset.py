@@ -11,14 +11,14 @@ import torch
 from torch.utils.data import Dataset
 
 
-def fit_frames(subband: np.ndarray, f0: np.ndarray, frames: int, start: int | None):
-    """Repeat-pad to `frames` when shorter; crop at `start` (None = 0) when longer."""
+def fit_frames(subband: np.ndarray, f0: np.ndarray | None, frames: int, start: int | None):
+    """Repeat-pad to `frames` when shorter; crop at `start` (None = 0) when longer. f0 may be None."""
     n = len(subband)
     if n < frames:
         reps = -(-frames // n)
-        return np.tile(subband, (reps, 1))[:frames], np.tile(f0, reps)[:frames]
+        return np.tile(subband, (reps, 1))[:frames], None if f0 is None else np.tile(f0, reps)[:frames]
     start = start or 0
-    return subband[start:start + frames], f0[start:start + frames]
+    return subband[start:start + frames], None if f0 is None else f0[start:start + frames]
 
 
 class ShardDataset(Dataset):
@@ -51,7 +51,7 @@ class ShardDataset(Dataset):
 
     def __getitem__(self, index: int):
         shard, i = self.locate(index)
-        subband, f0 = self.readers[shard].read(i)
+        subband, f0 = self.readers[shard].read(i, with_f0=self.f0_channel)
         start = None
         if self.train and len(subband) > self.frames:
             start = int(torch.randint(0, len(subband) - self.frames + 1, ()).item())

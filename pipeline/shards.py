@@ -114,12 +114,13 @@ class ShardReader:
         # Never carry an open HDF5 handle across a fork or a pickle.
         return {**self.__dict__, "_h5": None}
 
-    def read(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """(subband [frames, bins] float16, f0 [frames] float32) of utterance index."""
+    def read(self, index: int, with_f0: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """(subband [frames, bins] float16, f0 [frames] float32, or None without with_f0)."""
         if self._h5 is None:
             self._h5 = h5py.File(self.path, "r")
         start, end = int(self.offsets[index]), int(self.offsets[index + 1])
-        return self._h5["subband"][start:end], self._h5["f0"][start:end]
+        f0 = self._h5["f0"][start:end] if with_f0 else None
+        return self._h5["subband"][start:end], f0
 
     def close(self) -> None:
         if self._h5 is not None:
