@@ -1,0 +1,126 @@
+"""Does the shard loader keep a GPU fed? Training throughput, memory and data-wait fraction.
+
+    python bench/gpu.py [--steps 50] [--workers 8] [--compile]
+
+Installs and downloads nothing and needs no corpus: it writes synthetic shards in the real
+format (45 bins, 3.2 s utterances on average, like the mini corpus) to a temporary folder,
+measures the DataLoader alone (samples/s on the CPU side), then trains the default SR-LA Res2Net
+on 45 x 600 crops with bf16 autocast from that loader, as train.py does, and reports samples/s,
+the fraction of time spent waiting for data, and CUDA max allocated memory. The loader should
+deliver at least 3x what the GPU trains. Runs on the CPU too (slowly), for a dry run.
+Writes bench/results/gpu.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
+
+from model import build_model  # noqa: E402
+from pipeline.dataset import ShardDataset  # noqa: E402
+from pipeline.protocol import Utterance  # noqa: E402
+from pipeline.settings import FeatureSettings, ModelSettings  # noqa: E402
+from pipeline.shards import ShardReader, write_shard  # noqa: E402
+from train import margin_lambda, resolve_device, train_step  # noqa: E402
+
+
+def synthetic_shards(folder: Path, settings, utterances: int, per_shard: int = 1000) -> list[ShardReader]:
+    rng = np.random.default_rng(0)
+    readers = []
+    for number, start in enumerate(range(0, utterances, per_shard)):
+        records = []
+        for i in range(start, min(start + per_shard, utterances)):
+            frames = int(rng.integers(150, 650))  # 1.2 - 5.3 s
+            records.append((Utterance(f"SYN_{i:06d}", "S", "-" if i % 2 else "A01", i % 2),
+                            rng.normal(-4, 1, (frames, settings.n_bins)).astype(np.float32),
+                            rng.uniform(0, 250, frames).astype(np.float32)))
+        path = folder / f"shard-{number:05d}.h5"
+        write_shard(path, records, settings)
+        readers.append(ShardReader(path, settings.fingerprint()))
+    return readers
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--frames", type=int, default=600)
+    parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))
+    parser.add_argument("--utterances", type=int, default=8000)
+    parser.add_argument("--compile", action="store_true")
+    args = parser.parse_args()
+    device = resolve_device("auto")
+    settings = FeatureSettings()
+    with tempfile.TemporaryDirectory() as tmp:
+        dataset = ShardDataset(synthetic_shards(Path(tmp), settings, args.utterances), args.frames, train=True)
+        loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
+                            pin_memory=device.type == "cuda", persistent_workers=args.workers > 0,
+                            drop_last=True)
+
+        def batches():
+            while True:
+                yield from loader
+
+        # 1. the loader alone
+        stream = batches()
+        next(stream)
+        started, seen = time.perf_counter(), 0
+        while time.perf_counter() - started < 10:
+            seen += len(next(stream)[0])
+        loader_rate = seen / (time.perf_counter() - started)
+
+        # 2. training from the loader
+        torch.manual_seed(0)
+        model = build_model(ModelSettings()).to(device)
+        model.train()
+        runner = torch.compile(model) if args.compile else model
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.98), eps=1e-9, amsgrad=True)
+
+        def step(x, y, n):
+            train_step(runner, x.to(device, non_blocking=True), y.to(device, non_blocking=True),
+                       optimizer, margin_lambda(n), device, "bf16")
+
+        for n in range(3):  # warm-up (and compilation)
+            x, y, _ = next(stream)
+            step(x, y, n)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        waiting, started = 0.0, time.perf_counter()
+        for n in range(args.steps):
+            t = time.perf_counter()
+            x, y, _ = next(stream)
+            waiting += time.perf_counter() - t
+            step(x, y, n)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        elapsed = time.perf_counter() - started
+    train_rate = args.steps * args.batch_size / elapsed
+    result = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+              "frames": args.frames, "batch_size": args.batch_size, "workers": args.workers,
+              "compiled": args.compile, "train_samples_per_s": train_rate, "data_wait_fraction": waiting / elapsed,
+              "loader_samples_per_s": loader_rate, "loader_vs_training": loader_rate / train_rate}
+    if device.type == "cuda":
+        result["cuda_max_allocated_gb"] = torch.cuda.max_memory_allocated() / 1e9
+    (ROOT / "bench/results").mkdir(parents=True, exist_ok=True)
+    (ROOT / "bench/results/gpu.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    print(f"the loader delivers {result['loader_vs_training']:.1f}x what training consumes "
+          f"({'enough' if result['loader_vs_training'] >= 3 else 'NOT enough'}: the goal is 3x); "
+          f"{result['data_wait_fraction']:.1%} of training time waits for data")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
