@@ -242,19 +242,23 @@ def _train(settings, features_dir, out_dir, metrics_path, live_dir, resume, prog
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_path, model_path = out_dir / "checkpoint.pt", out_dir / "model.pt"
 
-    start_epoch, step, best, history = 0, 0, {"dev_eer": None}, []
+    start_epoch, step, best, history, best_file = 0, 0, {"dev_eer": None}, [], None
     if resume and checkpoint_path.is_file():
         state = load_checkpoint(checkpoint_path)
-        if state.get("run_digest") == digest:
+        if state.get("run_digest") != digest:
+            say(f"train: {checkpoint_path} belongs to other settings; starting a new run")
+        elif state["epoch"] >= ts.epochs:
+            # A finished run is rerun because something it depends on changed: train anew.
+            say(f"train: {checkpoint_path} finished all {ts.epochs} epochs; starting a new run")
+        else:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             start_epoch, step, best, history = state["epoch"], state["step"], state["best"], state["history"]
+            best_file = state.get("best_model")
+            if master and best_file is not None and not model_path.is_file():
+                atomic_save(best_file, model_path)  # DVC removes model.pt before rerunning the stage
             say(f"train: resuming after epoch {start_epoch} (step {step}) from {checkpoint_path}")
-        else:
-            say(f"train: {checkpoint_path} belongs to other settings; starting a new run")
-    if start_epoch == 0 or not model_path.is_file():
-        best = {"dev_eer": None}
 
     say(f"train: {count_parameters(model):,} parameters, {ms.arch} + {ms.head}, device {device}"
         f"{f' x {world} ranks' if world > 1 else ''}, {len(train_set)} train / {len(dev_set)} dev utterances, "
@@ -281,10 +285,13 @@ def _train(settings, features_dir, out_dir, metrics_path, live_dir, resume, prog
                     f"dev EER {dev_eer:.2%}  lr {record['lr']:.2e}  {speed:.1f} samples/s")
                 if best["dev_eer"] is None or dev_eer < best["dev_eer"]:
                     best = {"dev_eer": dev_eer, "epoch": epoch + 1, "threshold": threshold}
-                    atomic_save(model_file(model, settings, best, step), model_path)
+                    best_file = model_file(model, settings, best, step)
+                    atomic_save(best_file, model_path)
+                # The best model travels in the checkpoint too, so a resumed run can restore model.pt.
                 atomic_save({"format": CHECKPOINT_FORMAT, "run_digest": digest, "epoch": epoch + 1, "step": step,
                              "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                             "scheduler": scheduler.state_dict(), "best": best, "history": history},
+                             "scheduler": scheduler.state_dict(), "best": best, "history": history,
+                             "best_model": best_file},
                             checkpoint_path)
                 if live is not None:
                     log_epoch(live, record)

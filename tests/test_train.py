@@ -66,6 +66,7 @@ def test_interrupted_run_resumes_to_the_same_result(features_dir, reference, tmp
     _, summary = reference
     first = run(features_dir, tmp_path, dataclasses.replace(QUICK, epochs=1))
     assert first["epochs"] == 1
+    (tmp_path / "model.pt").unlink()  # as `dvc repro` does with the stage's outputs before rerunning
     resumed = run(features_dir, tmp_path)
     assert same_run(resumed, summary)
     history = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["history"]
@@ -122,3 +123,11 @@ def test_evaluate_refuses_a_model_trained_on_other_feature_settings(reference, t
     path.write_text(yaml.safe_dump(params))
     assert evaluate.main(["dev", "--params", str(path), "--model", str(out / "model.pt")]) == 1
     assert "trained on other feature settings" in capsys.readouterr().err
+
+
+def test_a_finished_run_rerun_trains_anew_and_writes_the_model(features_dir, reference, tmp_path):
+    _, summary = reference
+    run(features_dir, tmp_path)
+    (tmp_path / "model.pt").unlink()
+    again = run(features_dir, tmp_path)
+    assert same_run(again, summary) and (tmp_path / "model.pt").is_file()
