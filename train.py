@@ -256,8 +256,11 @@ def _train(settings, features_dir, out_dir, metrics_path, live_dir, resume, prog
             scheduler.load_state_dict(state["scheduler"])
             start_epoch, step, best, history = state["epoch"], state["step"], state["best"], state["history"]
             best_file = state.get("best_model")
-            if master and best_file is not None and not model_path.is_file():
-                atomic_save(best_file, model_path)  # DVC removes model.pt before rerunning the stage
+            if master and not model_path.is_file():  # DVC removes model.pt before rerunning the stage
+                if best_file is not None:
+                    atomic_save(best_file, model_path)
+                else:
+                    best = {"dev_eer": None}  # nothing to restore: the next epoch writes a model
             say(f"train: resuming after epoch {start_epoch} (step {step}) from {checkpoint_path}")
 
     say(f"train: {count_parameters(model):,} parameters, {ms.arch} + {ms.head}, device {device}"
