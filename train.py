@@ -33,7 +33,7 @@ from tqdm import tqdm
 from model import asoftmax_loss, bonafide_score, build_model, count_parameters, margin_lambda
 from pipeline.dataset import ShardDataset
 from pipeline.metrics import compute_eer
-from pipeline.settings import Settings, SettingsError, TrainSettings, load_settings
+from pipeline.settings import ModelSettings, Settings, SettingsError, TrainSettings, load_settings
 from pipeline.shards import ShardError, open_partition
 
 CHECKPOINT_FORMAT = "srla-checkpoint/1"
@@ -356,6 +356,17 @@ def load_checkpoint(path: Path) -> dict:
     if not isinstance(state, dict) or state.get("format") not in (CHECKPOINT_FORMAT, MODEL_FORMAT):
         raise CheckpointError(f"{path}: not a checkpoint of this project")
     return state
+
+
+def load_model(path: Path) -> tuple[torch.nn.Module, dict]:
+    """(network in eval mode, model file contents) from a model.pt written by training."""
+    state = load_checkpoint(path)
+    if state.get("format") != MODEL_FORMAT:
+        raise CheckpointError(f"{path}: a training checkpoint, not a model file; use models/model.pt")
+    model = build_model(ModelSettings(**state["model_settings"]))
+    model.load_state_dict(state["model"])
+    model.eval()
+    return model, state
 
 
 def apply_cli(settings: Settings, args) -> Settings:

@@ -21,6 +21,19 @@ def fit_frames(subband: np.ndarray, f0: np.ndarray | None, frames: int, start: i
     return subband[start:start + frames], None if f0 is None else f0[start:start + frames]
 
 
+def model_input(subband: np.ndarray, f0: np.ndarray | None, f0_channel: bool) -> torch.Tensor:
+    """[frames, bins] subband (+ f0) -> the network's input [channels, bins, frames] float32.
+
+    With f0_channel, log F0 (0 where unvoiced) is broadcast over the bins as a second channel,
+    so it lines up with each frame.
+    """
+    x = torch.from_numpy(np.ascontiguousarray(subband.T, dtype=np.float32))[None]
+    if f0_channel:
+        logf0 = torch.from_numpy(np.log(np.maximum(f0, 1.0)).astype(np.float32))
+        x = torch.cat([x, logf0[None, None].expand(1, x.shape[1], -1)], dim=0)
+    return x
+
+
 class ShardDataset(Dataset):
     """Items: (input [channels, bins, frames] float32, label int64, global index).
 
@@ -56,9 +69,4 @@ class ShardDataset(Dataset):
         if self.train and len(subband) > self.frames:
             start = int(torch.randint(0, len(subband) - self.frames + 1, ()).item())
         subband, f0 = fit_frames(subband, f0, self.frames, start)
-        x = torch.from_numpy(np.ascontiguousarray(subband.T, dtype=np.float32))[None]  # [1, bins, frames]
-        if self.f0_channel:
-            # log F0 (0 where unvoiced), broadcast over bins so it lines up with each frame.
-            logf0 = np.log(np.maximum(f0, 1.0)).astype(np.float32)
-            x = torch.cat([x, torch.from_numpy(logf0)[None, None].expand(1, x.shape[1], -1)], dim=0)
-        return x, int(self.labels[index]), index
+        return model_input(subband, f0, self.f0_channel), int(self.labels[index]), index

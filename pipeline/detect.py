@@ -19,11 +19,11 @@ import numpy as np
 import torch
 
 import features
-from model import bonafide_score, build_model
-from pipeline.dataset import fit_frames
+from model import bonafide_score
+from pipeline.dataset import fit_frames, model_input
 from pipeline.metrics import ScoreError, compute_eer
 from pipeline.protocol import parse_protocol
-from pipeline.settings import FeatureSettings, ModelSettings
+from pipeline.settings import FeatureSettings
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".snd",
                   ".w64", ".caf", ".rf64"}
@@ -33,18 +33,13 @@ class Detector:
     """A loaded model with the feature settings it was trained on."""
 
     def __init__(self, model_path: Path):
-        from train import load_checkpoint  # the one safe (weights_only) loader
-        state = load_checkpoint(model_path)
-        if "model_settings" not in state:
-            raise ValueError(f"{model_path}: a training checkpoint, not a model file; use models/model.pt")
+        from train import load_model  # the one safe (weights_only) loader
+        self.model, state = load_model(model_path)
         self.feature_settings = FeatureSettings(**state["feature_settings"])
-        self.model_settings = ModelSettings(**state["model_settings"])
+        self.f0_channel = state["model_settings"]["f0_channel"]
         self.frames = state["frames"]
         self.threshold = state["threshold"]
         self.precision = state.get("precision", "fp32")
-        self.model = build_model(self.model_settings)
-        self.model.load_state_dict(state["model"])
-        self.model.eval()
 
     @torch.no_grad()
     def score(self, path) -> float:
@@ -52,10 +47,7 @@ class Detector:
         waveform = features.load_audio(path, fs.sample_rate)
         subband, f0 = features.extract(waveform, fs.sample_rate, fs)
         subband, f0 = fit_frames(subband, f0, self.frames, None)
-        x = torch.from_numpy(np.ascontiguousarray(subband.T, dtype=np.float32))[None, None]
-        if self.model_settings.f0_channel:
-            logf0 = torch.from_numpy(np.log(np.maximum(f0, 1.0)).astype(np.float32))
-            x = torch.cat([x, logf0[None, None, None].expand(1, 1, x.shape[2], -1)], dim=1)
+        x = model_input(subband, f0, self.f0_channel)[None]
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             return float(bonafide_score(self.model(x))[0])
 

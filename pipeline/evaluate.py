@@ -18,22 +18,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model import build_model
 from pipeline.dataset import ShardDataset
 from pipeline import report
 from pipeline.metrics import ScoreError, asv_operating_point, compute_eer, min_tdcf, min_tdcf_2021
-from pipeline.settings import PARTITIONS, EvaluateSettings, ModelSettings, SettingsError, load_settings
+from pipeline.settings import PARTITIONS, EvaluateSettings, SettingsError, load_settings
 from pipeline.shards import ShardError, open_partition
-from train import CheckpointError, load_checkpoint, resolve_device, score_dataset
+from train import CheckpointError, load_model, resolve_device, score_dataset
 
 
-def write_scores(path: Path, dataset: ShardDataset, scores: np.ndarray) -> None:
+def write_scores(path: Path, utterances: list[tuple[str, str, int]], scores: np.ndarray) -> None:
     """The one place score files are written: `UTT ATTACK KEY SCORE`, higher = bona fide."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w") as f:
-        for i, score in enumerate(scores):
-            utt, attack, label = dataset.utterance(i)
+        for (utt, attack, label), score in zip(utterances, scores):
             f.write(f"{utt} {attack} {'bonafide' if label == 1 else 'spoof'} {score:.6f}\n")
     tmp.replace(path)
 
@@ -88,12 +86,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = load_settings(args.params)
-        state = load_checkpoint(Path(args.model))
+        model, state = load_model(Path(args.model))
         if state["feature_fingerprint"] != settings.features.fingerprint():
             raise CheckpointError(f"{args.model}: trained on other feature settings than params.yaml's; "
                                   f"rerun training (`dvc repro`)")
-        model = build_model(ModelSettings(**state["model_settings"]))
-        model.load_state_dict(state["model"])
         device = resolve_device(settings.train.device)
         model.to(device)
         readers = open_partition(Path(args.features) / args.partition, settings.features)
@@ -101,8 +97,9 @@ def main(argv=None) -> int:
                                f0_channel=state["model_settings"]["f0_channel"])
         scoring = dataclasses.replace(settings.train, batch_size=settings.evaluate.batch_size)
         scores, labels = score_dataset(model, dataset, scoring, device)
-        write_scores(Path(args.scores) / f"{args.partition}.txt", dataset, scores)
-        attacks = [dataset.utterance(i)[1] for i in range(len(dataset))]
+        utterances = [dataset.utterance(i) for i in range(len(dataset))]
+        write_scores(Path(args.scores) / f"{args.partition}.txt", utterances, scores)
+        attacks = [attack for _, attack, _ in utterances]
         metrics = partition_metrics(scores, labels, attacks, asv_point(settings.evaluate, args.partition))
         write_plots_and_report(args.partition, scores, labels, attacks, metrics,
                                Path(args.plots) / args.partition, Path(args.reports) / f"{args.partition}.md")
