@@ -28,10 +28,10 @@ from joblib import Parallel, delayed  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
 import features  # noqa: E402
-from pipeline.dataset import ShardDataset, fit_frames  # noqa: E402
+from pipeline.dataset import ShardDataset, fit_frames, model_input  # noqa: E402
 from pipeline.extract import extract_partition  # noqa: E402
 from pipeline.manifest import read_manifest, write_manifest  # noqa: E402
-from pipeline.settings import ExtractSettings, ModelSettings, TrainSettings, load_settings  # noqa: E402
+from pipeline.settings import ExtractSettings, ModelSettings, load_settings  # noqa: E402
 from pipeline.shards import open_partition  # noqa: E402
 
 FULL_CORPUS = 121_461
@@ -52,8 +52,8 @@ class OnTheFly(Dataset):
         utt, path = self.rows[i]
         waveform = features.load_audio(path, self.settings.sample_rate)
         subband, f0 = features.extract(waveform, self.settings.sample_rate, self.settings)
-        subband, _ = fit_frames(subband, f0, self.frames, None)
-        return torch.from_numpy(np.ascontiguousarray(subband.T))[None], utt.label
+        subband, _ = fit_frames(subband, None, self.frames, None)
+        return model_input(subband, None, False), utt.label
 
 
 def loader_rate(dataset, min_seconds: float = 5.0, max_seconds: float = 60.0) -> float:

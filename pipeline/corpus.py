@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from features import resample
 from features.f0 import pyworld
-from pipeline.protocol import PROTOCOL_NAMES, audio_dir, protocol_path
+from pipeline.protocol import audio_dir, protocol_path
 from pipeline.settings import PARTITIONS, CorpusSettings, load_settings
 
 SAMPLE_RATE = 16000

@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from pipeline.dataset import ShardDataset
 from pipeline import report
