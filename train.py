@@ -12,6 +12,7 @@ epoch when rerun with the same settings. Curves are logged with dvclive.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import hashlib
 import json
@@ -147,6 +148,36 @@ def score_dataset(model, dataset, settings: TrainSettings, device) -> tuple[np.n
     return scores, labels
 
 
+def accumulate_average(average: dict | None, model, count: int) -> dict:
+    """Running mean of the model's parameters over `count` + 1 snapshots (count = those already in)."""
+    with torch.no_grad():
+        if average is None:
+            return {name: p.detach().float().clone() for name, p in model.named_parameters()}
+        for name, p in model.named_parameters():
+            average[name].mul_(count / (count + 1)).add_(p.detach().float(), alpha=1 / (count + 1))
+    return average
+
+
+def averaged_model(model, average: dict, dataset, settings: TrainSettings, device):
+    """A copy of model holding the averaged weights, with BatchNorm statistics recomputed on dataset."""
+    final = copy.deepcopy(model)
+    with torch.no_grad():
+        for name, p in final.named_parameters():
+            p.copy_(average[name])
+    norms = [m for m in final.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a plain average over every batch
+    final.train()
+    with torch.no_grad():
+        for x, _, _ in make_loader(dataset, settings, device, shuffle=False, epoch=0):
+            with autocast(device, settings.precision):
+                final(x.to(device, non_blocking=True))
+    for m in norms:
+        m.momentum = 0.1
+    return final.eval()
+
+
 def train_step(model, x, y, optimizer, lam: float, device, precision: str, micro_batch: int = 0):
     """One optimiser step on a batch; returns (summed loss, correct predictions) over the batch.
 
@@ -223,7 +254,8 @@ def _train(settings, features_dir, out_dir, metrics_path, live_dir, resume, prog
     train_readers = open_partition(features_dir / "train", settings.features)
     dev_readers = open_partition(features_dir / "dev", settings.features)
     train_index = json.loads((features_dir / "train" / "index.json").read_text())
-    train_set = ShardDataset(train_readers, ts.frames, train=True, f0_channel=ms.f0_channel)
+    train_set = ShardDataset(train_readers, ts.frames, train=True, f0_channel=ms.f0_channel,
+                             freq_stretch=ts.freq_stretch)
     dev_set = ShardDataset(dev_readers, ts.frames, train=False, f0_channel=ms.f0_channel)
 
     torch.manual_seed(ts.seed)
@@ -243,6 +275,9 @@ def _train(settings, features_dir, out_dir, metrics_path, live_dir, resume, prog
     checkpoint_path, model_path = out_dir / "checkpoint.pt", out_dir / "model.pt"
 
     start_epoch, step, best, history, best_file = 0, 0, {"dev_eer": None}, [], None
+    # Running weight average over the epochs from average_from on (train.average_epochs).
+    average_from = max(0, ts.epochs - ts.average_epochs) if ts.average_epochs else ts.epochs
+    average, averaged = None, 0
     if resume and checkpoint_path.is_file():
         state = load_checkpoint(checkpoint_path)
         if state.get("run_digest") != digest:
@@ -256,6 +291,11 @@ def _train(settings, features_dir, out_dir, metrics_path, live_dir, resume, prog
             scheduler.load_state_dict(state["scheduler"])
             start_epoch, step, best, history = state["epoch"], state["step"], state["best"], state["history"]
             best_file = state.get("best_model")
+            if state.get("average_from") == average_from:
+                average, averaged = state.get("average"), state.get("averaged", 0)
+            elif state.get("averaged"):  # train.epochs changed: the window moved
+                say(f"train: the weight average now starts at epoch {average_from + 1}; "
+                    f"the epochs averaged so far are dropped")
             if master and not model_path.is_file():  # DVC removes model.pt before rerunning the stage
                 if best_file is not None:
                     atomic_save(best_file, model_path)
@@ -290,11 +330,25 @@ def _train(settings, features_dir, out_dir, metrics_path, live_dir, resume, prog
                     best = {"dev_eer": dev_eer, "epoch": epoch + 1, "threshold": threshold}
                     best_file = model_file(model, settings, best, step)
                     atomic_save(best_file, model_path)
+                if epoch >= average_from:
+                    average = accumulate_average(average, model, averaged)
+                    averaged += 1
+                if ts.average_epochs and epoch + 1 == ts.epochs:
+                    # The final model is the weight average, whatever the single epochs scored.
+                    final = averaged_model(model, average, train_set, ts, device)
+                    scores, labels = score_dataset(final, dev_set, ts, device)
+                    dev_eer, threshold = compute_eer(scores[labels == 1], scores[labels == 0])
+                    best = {"dev_eer": dev_eer, "epoch": epoch + 1, "threshold": threshold,
+                            "averaged_epochs": averaged}
+                    best_file = model_file(final, settings, best, step)
+                    atomic_save(best_file, model_path)
+                    say(f"average of the last {averaged} epochs: dev EER {dev_eer:.2%}")
                 # The best model travels in the checkpoint too, so a resumed run can restore model.pt.
                 atomic_save({"format": CHECKPOINT_FORMAT, "run_digest": digest, "epoch": epoch + 1, "step": step,
                              "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                              "scheduler": scheduler.state_dict(), "best": best, "history": history,
-                             "best_model": best_file},
+                             "best_model": best_file, "average": average, "averaged": averaged,
+                             "average_from": average_from},
                             checkpoint_path)
                 if live is not None:
                     log_epoch(live, record)
@@ -305,7 +359,8 @@ def _train(settings, features_dir, out_dir, metrics_path, live_dir, resume, prog
             live.end()
         for r in train_readers + dev_readers:
             r.close()
-    summary = {"best_dev_eer": best["dev_eer"], "best_epoch": best.get("epoch"), "epochs": len(history),
+    summary = {"best_dev_eer": best["dev_eer"], "best_epoch": best.get("epoch"),
+               "averaged_epochs": best.get("averaged_epochs", 0), "epochs": len(history),
                "steps": step, "parameters": count_parameters(model),
                "final_train_loss": history[-1]["train_loss"] if history else None,
                "final_train_accuracy": history[-1]["train_accuracy"] if history else None,

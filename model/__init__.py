@@ -20,11 +20,17 @@ class Detector(nn.Module):
     def __init__(self, settings):
         super().__init__()
         in_channels = 2 if settings.f0_channel else 1
+        self.input_norm = settings.input_norm
         self.backbone = SRLARes2Net(settings, in_channels)
         dim = self.backbone.embedding_dim
         self.head = AngleLinear(dim, 2, settings.margin) if settings.head == "asoftmax" else SoftmaxHead(dim, 2)
 
     def forward(self, x: torch.Tensor) -> AngularOutput:
+        if self.input_norm == "utterance":
+            # x: [batch, channels, bins, frames]; channel 0 is the log spectrogram (an F0
+            # channel, if any, is left as it is).
+            sub = x[:, :1]
+            x = torch.cat([sub - sub.mean(dim=-1, keepdim=True), x[:, 1:]], dim=1)
         return self.head(self.backbone(x))
 
 

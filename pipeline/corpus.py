@@ -1,9 +1,10 @@
 """Stage `corpus`: build the mini corpus in the ASVspoof 2019 LA layout from installable material.
 
-Bona fide speech is the Asterisk voice prompts shipped by Debian (real human recordings,
-16 kHz G.722). Spoofs are made here, one attack id per generator (see ATTACKS). Every
-utterance, bona fide or spoof, leaves through the same channel (silence trim, level
-normalisation, a G.722 round trip, 16-bit FLAC), so the channel cannot tell the classes apart.
+Bona fide speech is the Asterisk voice prompts shipped by Debian (real human recordings:
+16 kHz G.722, 8 kHz WAV or 8 kHz GSM). Spoofs are made here, one attack id per generator (see
+ATTACKS). Every utterance, bona fide or spoof, leaves through the same channel (silence trim,
+telephone band limit, level normalisation, a G.722 round trip, 16-bit FLAC), so the channel
+cannot tell the classes apart.
 
     python -m pipeline.corpus [--params params.yaml] [--out data/mini_corpus]
 """
@@ -30,6 +31,9 @@ from pipeline.settings import PARTITIONS, CorpusSettings, load_settings
 
 SAMPLE_RATE = 16000
 G722_BYTES_PER_SECOND = 8000  # 64 kbit/s
+# Prompt files read: G.722 (asterisk-core-sounds-*-g722); WAV and headerless GSM 6.10, both
+# 8 kHz (asterisk-prompt-*), which soundfile reads.
+PROMPT_SUFFIXES = (".g722", ".wav", ".gsm")
 
 # Attack id -> (generator, description). Train/dev use A01-A04; eval adds unseen A05-A07.
 ATTACKS = {
@@ -128,8 +132,14 @@ class Item:
 
 # ---------------------------------------------------------------- planning (no audio work)
 
+def prompt_seconds(path: Path) -> float:
+    if path.suffix == ".g722":
+        return path.stat().st_size / G722_BYTES_PER_SECOND
+    return sf.info(str(path)).duration
+
+
 def find_prompts(settings: CorpusSettings) -> dict[str, list[Prompt]]:
-    """Prompts per speaker, sorted, within the duration limits (known from the G.722 file size)."""
+    """Prompts per speaker, sorted, within the duration limits."""
     root = Path(settings.sources)
     by_speaker: dict[str, list[Prompt]] = {}
     for folder, speaker in sorted(settings.speakers.items()):
@@ -138,9 +148,8 @@ def find_prompts(settings: CorpusSettings) -> dict[str, list[Prompt]]:
             raise CorpusError(f"{voice_dir}: voice folder missing; install the Asterisk prompts "
                               f"(make system-deps) or fix corpus.sources / corpus.speakers")
         language = folder.split("_")[0]
-        for path in sorted(voice_dir.rglob("*.g722")):
-            seconds = path.stat().st_size / G722_BYTES_PER_SECOND
-            if settings.min_seconds <= seconds <= settings.max_seconds:
+        for path in sorted(p for p in voice_dir.rglob("*") if p.suffix in PROMPT_SUFFIXES):
+            if settings.min_seconds <= prompt_seconds(path) <= settings.max_seconds:
                 by_speaker.setdefault(speaker, []).append(Prompt(str(path), speaker, language))
     return by_speaker
 
@@ -155,11 +164,16 @@ def make_text(language: str, rng: random.Random) -> str:
 def plan_partition(partition: str, prompts: dict[str, list[Prompt]], settings: CorpusSettings) -> list[Item]:
     """Decide every utterance of a partition; deterministic for the corpus seed."""
     rng = random.Random(f"{settings.seed}-{partition}")
-    pool = [p for spk in settings.partition_speakers[partition] for p in prompts.get(spk, [])]
+    # Speakers take turns, so every speaker of the partition gives the same number of bona fide
+    # utterances (and of vocoder sources) while their prompts last.
+    per_speaker = [list(prompts.get(spk, [])) for spk in settings.partition_speakers[partition]]
+    for speaker_prompts in per_speaker:
+        rng.shuffle(speaker_prompts)
+    pool = [speaker_prompts[i] for i in range(max(map(len, per_speaker), default=0))
+            for speaker_prompts in per_speaker if i < len(speaker_prompts)]
     if not pool:
         raise CorpusError(f"partition {partition}: no prompts for speakers "
                           f"{settings.partition_speakers[partition]}")
-    rng.shuffle(pool)
     n_bona = settings.bonafide[partition]
     if n_bona > len(pool):
         raise CorpusError(f"partition {partition}: corpus.bonafide.{partition}={n_bona} but only "
@@ -188,10 +202,16 @@ def plan_partition(partition: str, prompts: dict[str, list[Prompt]], settings: C
 
 # ---------------------------------------------------------------- audio generators
 
-def decode_g722(path: str) -> np.ndarray:
-    import G722
-    pcm = G722.G722(SAMPLE_RATE, 64000).decode(Path(path).read_bytes())
-    return np.array(pcm, dtype=np.float32) / 32768.0
+def read_prompt(path: str) -> np.ndarray:
+    """A prompt file as float32 mono at 16 kHz (G.722 decoded here; WAV/GSM via soundfile)."""
+    if path.endswith(".g722"):
+        import G722
+        pcm = G722.G722(SAMPLE_RATE, 64000).decode(Path(path).read_bytes())
+        return np.array(pcm, dtype=np.float32) / 32768.0
+    x, rate = sf.read(path, dtype="float32", always_2d=False)
+    if x.ndim == 2:
+        x = x.mean(axis=1)
+    return resample(x, rate, SAMPLE_RATE)
 
 
 def g722_round_trip(x: np.ndarray) -> np.ndarray:
@@ -281,13 +301,18 @@ def vocode(generator: str, x: np.ndarray, rng: np.random.Generator) -> np.ndarra
 
 
 def final_channel(x: np.ndarray, settings: CorpusSettings) -> np.ndarray:
-    """The same last steps for every utterance: trim, crop, level, G.722 round trip."""
+    """The same last steps for every utterance: trim, crop, band limit, level, G.722 round trip."""
     import librosa
     x = np.asarray(x, dtype=np.float32)
     trimmed, _ = librosa.effects.trim(x, top_db=40, frame_length=512, hop_length=128)
     if len(trimmed) >= SAMPLE_RATE // 4:
         x = trimmed
     x = x[: int(settings.max_seconds * SAMPLE_RATE)]
+    if settings.channel_rate < SAMPLE_RATE:
+        # Some bona fide speakers exist only as 8 kHz recordings: every utterance goes through
+        # the same band limit, so bandwidth says nothing about the class or the speaker.
+        n = len(x)
+        x = resample(resample(x, SAMPLE_RATE, settings.channel_rate), settings.channel_rate, SAMPLE_RATE)[:n]
     rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
     if rms > 0:
         x = x * (10 ** (settings.target_rms_db / 20) / rms)
@@ -303,11 +328,11 @@ def render(item: Item, out_dir: Path, settings: CorpusSettings) -> None:
     generator = ATTACKS[item.attack][0] if item.attack != "-" else "bonafide"
     with tempfile.TemporaryDirectory() as tmp:
         if generator == "bonafide":
-            x = decode_g722(item.prompt.path)
+            x = read_prompt(item.prompt.path)
         elif item.text:
             x = tts(generator, item.text, item.prompt.language, rng, Path(tmp))
         else:
-            x = vocode(generator, decode_g722(item.prompt.path), rng)
+            x = vocode(generator, read_prompt(item.prompt.path), rng)
     y = final_channel(x, settings)
     target = out_dir / f"{item.utt_id}.flac"
     partial = target.with_suffix(".tmp")
@@ -326,11 +351,16 @@ def source_of(item: Item) -> str:
 
 def write_readme(out: Path, counts: dict[str, dict[str, int]], settings: CorpusSettings) -> None:
     lines = ["# Mini corpus (generated by `python -m pipeline.corpus`)", "",
-             "ASVspoof 2019 LA layout. Bona fide: Asterisk voice prompts (Debian packages "
-             "asterisk-core-sounds-*-g722), real human recordings by Allison Smith (en, es; CC-BY-SA-3.0), "
-             "June Wallack (fr; CC-BY-SA-3.0), Carlo Flora (it; CC-BY-3.0) and ivrvoice.ru (ru; CC-BY-3.0): "
-             "see licenses/. Vocoded spoofs are derived from these recordings and carry the same licences. "
-             "TTS spoofs speak sentences written for this project.", "",
+             "ASVspoof 2019 LA layout. Bona fide: Asterisk voice prompts shipped by Debian, real human "
+             "recordings: asterisk-core-sounds-*-g722 by Allison Smith (en, es; CC-BY-SA-3.0), "
+             "June Wallack (fr; CC-BY-SA-3.0), Carlo Flora (it; CC-BY-3.0) and ivrvoice.ru (ru; CC-BY-3.0); "
+             "asterisk-prompt-it-menardi-wav (it; CC-BY-SA-3.0), asterisk-prompt-es-co (es, Colombia; GPL) "
+             "and asterisk-prompt-fr-armelle (fr, Armelle Desjardins; GPL-2+). The copyright files of the "
+             "packages used are in licenses/. Vocoded spoofs are derived from these recordings and carry "
+             "the same licences. TTS spoofs speak sentences written for this project.", "",
+             f"Channel: every utterance is trimmed, band-limited to {settings.channel_rate // 2} Hz, "
+             f"set to {settings.target_rms_db:g} dBFS RMS, passed through G.722 and stored as 16 kHz "
+             "16-bit FLAC.", "",
              "`sources.tsv` names each utterance's source file or generator and text.", "",
              "## Attacks", "", "| id | generator | partitions |", "| --- | --- | --- |"]
     for attack, (_, description) in ATTACKS.items():
@@ -341,6 +371,24 @@ def write_readme(out: Path, counts: dict[str, dict[str, int]], settings: CorpusS
         lines.append(f"| {part} | {', '.join(settings.partition_speakers[part])} | "
                      f"{counts[part]['bonafide']} | {counts[part]['spoof']} |")
     (out / "README.md").write_text("\n".join(lines) + "\n")
+
+
+def copy_licences(settings: CorpusSettings, licenses: Path) -> None:
+    """Copy the Debian copyright file of every package that ships a voice folder used here."""
+    licenses.mkdir(parents=True, exist_ok=True)
+    packages = set()
+    for folder in sorted(settings.speakers):
+        try:
+            found = subprocess.run(["dpkg-query", "-S", str(Path(settings.sources) / folder)],
+                                   capture_output=True, text=True, check=False).stdout
+        except FileNotFoundError:  # not a Debian system: the recordings' licences are the user's to keep
+            return
+        for line in found.splitlines():
+            packages.update(p.strip() for p in line.split(":")[0].split(","))
+    for package in sorted(packages):
+        copyright_file = Path(f"/usr/share/doc/{package}/copyright")
+        if copyright_file.exists():
+            shutil.copy(copyright_file, licenses / f"{package}.copyright")
 
 
 def build_corpus(settings: CorpusSettings, out: Path, n_jobs: int | None = None) -> dict:
@@ -371,13 +419,7 @@ def build_corpus(settings: CorpusSettings, out: Path, n_jobs: int | None = None)
                 f.write(f"{part}\t{i.utt_id}\t{i.attack}\t{source_of(i)}\n")
         counts[part] = {"bonafide": sum(i.key == "bonafide" for i in items),
                         "spoof": sum(i.key == "spoof" for i in items)}
-    licenses = out / "licenses"
-    licenses.mkdir()
-    for folder in sorted(settings.speakers):
-        language = folder.split("_")[0]
-        copyright_file = Path(f"/usr/share/doc/asterisk-core-sounds-{language}-g722/copyright")
-        if copyright_file.exists():
-            shutil.copy(copyright_file, licenses / f"asterisk-core-sounds-{language}.copyright")
+    copy_licences(settings, out / "licenses")
     write_readme(out, counts, settings)
     return counts
 

@@ -21,6 +21,19 @@ def fit_frames(subband: np.ndarray, f0: np.ndarray | None, frames: int, start: i
     return subband[start:start + frames], None if f0 is None else f0[start:start + frames]
 
 
+def stretch_bins(subband: np.ndarray, f0: np.ndarray | None, factor: float):
+    """Rescale the frequency axis: bin b takes the value at b / factor (linear interpolation;
+    bins past the top repeat the top bin). F0 is scaled by the same factor."""
+    bins = np.arange(subband.shape[1], dtype=np.float64)
+    source = np.minimum(bins / factor, bins[-1])
+    low = np.floor(source).astype(np.int64)
+    high = np.minimum(low + 1, len(bins) - 1)
+    weight = (source - low).astype(np.float32)
+    x = subband.astype(np.float32)
+    stretched = x[:, low] * (1 - weight) + x[:, high] * weight
+    return stretched, None if f0 is None else f0 * factor
+
+
 def model_input(subband: np.ndarray, f0: np.ndarray | None, f0_channel: bool) -> torch.Tensor:
     """[frames, bins] subband (+ f0) -> the network's input [channels, bins, frames] float32.
 
@@ -37,12 +50,15 @@ def model_input(subband: np.ndarray, f0: np.ndarray | None, f0_channel: bool) ->
 class ShardDataset(Dataset):
     """Items: (input [channels, bins, frames] float32, label int64, global index).
 
-    train=True crops at a random start (drawn from the worker's seeded torch generator);
-    train=False always crops at the start, as evaluation does.
+    train=True crops at a random start (drawn from the worker's seeded torch generator) and
+    applies the frequency stretch augmentation; train=False always crops at the start and
+    never augments, as evaluation does.
     """
 
-    def __init__(self, readers, frames: int, train: bool, f0_channel: bool = False):
+    def __init__(self, readers, frames: int, train: bool, f0_channel: bool = False,
+                 freq_stretch: float = 0.0):
         self.readers = readers
+        self.freq_stretch = freq_stretch if train else 0.0
         self.frames = frames
         self.train = train
         self.f0_channel = f0_channel
@@ -69,4 +85,8 @@ class ShardDataset(Dataset):
         if self.train and len(subband) > self.frames:
             start = int(torch.randint(0, len(subband) - self.frames + 1, ()).item())
         subband, f0 = fit_frames(subband, f0, self.frames, start)
+        if self.freq_stretch > 0:
+            limit = np.log1p(self.freq_stretch)
+            factor = float(np.exp((torch.rand(()).item() * 2 - 1) * limit))
+            subband, f0 = stretch_bins(subband, f0, factor)
         return model_input(subband, f0, self.f0_channel), int(self.labels[index]), index

@@ -46,10 +46,11 @@ class CorpusSettings:
     # Asterisk voice folder -> speaker; a speaker may record several languages.
     speakers: dict = field(default_factory=lambda: {
         "en_US_f_Allison": "ALLISON", "es_MX_f_Allison": "ALLISON",
-        "fr_CA_f_June": "JUNE", "it_IT_m_Carlo": "CARLO", "ru_RU_f_IvrvoiceRU": "IVRRU"})
+        "fr_CA_f_June": "JUNE", "it_IT_m_Carlo": "CARLO", "ru_RU_f_IvrvoiceRU": "IVRRU",
+        "it_IT_f_Menardi": "MENARDI", "es": "ESCO", "fr": "ARMELLE"})
     partition_speakers: dict = field(default_factory=lambda: {
-        "train": ["ALLISON", "CARLO"], "dev": ["JUNE"], "eval": ["IVRRU"]})
-    bonafide: dict = field(default_factory=lambda: {"train": 150, "dev": 100, "eval": 120})
+        "train": ["ALLISON", "CARLO", "MENARDI", "ESCO", "ARMELLE"], "dev": ["JUNE"], "eval": ["IVRRU"]})
+    bonafide: dict = field(default_factory=lambda: {"train": 250, "dev": 100, "eval": 120})
     spoofs_per_attack: dict = field(default_factory=lambda: {"train": 150, "dev": 100, "eval": 120})
     attacks: dict = field(default_factory=lambda: {
         "train": ["A01", "A02", "A03", "A04"], "dev": ["A01", "A02", "A03", "A04"],
@@ -57,6 +58,7 @@ class CorpusSettings:
     min_seconds: float = 1.0
     max_seconds: float = 8.0
     target_rms_db: float = -26.0
+    channel_rate: int = 8000
     n_jobs: int = 2
 
     def validate(self, path: str) -> None:
@@ -77,6 +79,9 @@ class CorpusSettings:
                                     f"known: {sorted(known)}")
         if not 0 < self.min_seconds < self.max_seconds:
             raise SettingsError(f"{path}: need 0 < min_seconds < max_seconds")
+        if not isinstance(self.channel_rate, int) or not 1000 <= self.channel_rate <= 16000:
+            raise SettingsError(f"{path}.channel_rate: must be an integer from 1000 to 16000 (Hz), "
+                                f"got {self.channel_rate!r}")
         _positive(self.n_jobs, f"{path}.n_jobs")
 
 
@@ -165,6 +170,9 @@ class ModelSettings:
     lambda_gamma: float = 0.1
     # Feed the aligned pyworld F0 track as a second input channel.
     f0_channel: bool = False
+    # none, or utterance: subtract each bin's mean over the input's frames (removes any
+    # stationary channel / recording colouring before the network sees the spectrogram).
+    input_norm: Literal["none", "utterance"] = "none"
 
     def validate(self, path: str) -> None:
         if len(self.layers) != len(self.planes) or not self.layers:
@@ -218,8 +226,17 @@ class TrainSettings:
     compile: bool = False
     # Stop an epoch after this many batches (0 = the whole partition); for quick checks.
     max_steps_per_epoch: int = 0
+    # Frequency-axis stretch augmentation: each training crop's bins are rescaled by a factor
+    # drawn log-uniformly from [1/(1+s), 1+s] (harmonics move as under a pitch shift); 0 = off.
+    freq_stretch: float = 0.0
+    # Average the weights of the last N epochs (all, if N >= epochs) into the final model
+    # (BatchNorm statistics are then recomputed on the training data); 0 = off: the model is
+    # the epoch with the best dev EER.
+    average_epochs: int = 0
 
     def validate(self, path: str) -> None:
+        if self.average_epochs < 0:
+            raise SettingsError(f"{path}.average_epochs: must be >= 0, got {self.average_epochs}")
         for name in ("frames", "batch_size", "epochs", "warmup_steps", "nproc"):
             _positive(getattr(self, name), f"{path}.{name}")
         if self.batch_size % self.nproc:
@@ -227,6 +244,8 @@ class TrainSettings:
         _positive(self.lr, f"{path}.lr")
         if self.num_workers < 0 or self.max_steps_per_epoch < 0 or self.micro_batch < 0:
             raise SettingsError(f"{path}: num_workers, micro_batch and max_steps_per_epoch must be >= 0")
+        if not 0 <= self.freq_stretch <= 1:
+            raise SettingsError(f"{path}.freq_stretch: must be in [0, 1], got {self.freq_stretch}")
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,12 @@
 import numpy as np
 import pytest
 
-from pipeline.corpus import ATTACKS, final_channel, find_prompts, plan_partition
+from collections import Counter
+from dataclasses import replace
+
+import soundfile as sf
+
+from pipeline.corpus import ATTACKS, final_channel, find_prompts, plan_partition, read_prompt
 from pipeline.settings import PARTITIONS, CorpusSettings
 
 
@@ -55,3 +60,36 @@ def test_final_channel_normalises_level_and_keeps_16k():
     out_loud, out_quiet = (final_channel(x.astype(np.float32), CorpusSettings()) for x in (loud, quiet))
     rms = [20 * np.log10(np.sqrt(np.mean(y ** 2))) for y in (out_loud, out_quiet)]
     assert abs(rms[0] - rms[1]) < 0.5 and abs(rms[0] + 26) < 1.5
+
+
+def test_speakers_give_equal_bonafide_shares(plans):
+    settings = CorpusSettings()
+    shares = Counter(i.speaker for i in plans["train"] if i.key == "bonafide")
+    assert set(shares) == set(settings.partition_speakers["train"])
+    assert max(shares.values()) - min(shares.values()) <= 1
+
+
+def test_8k_wav_and_gsm_prompts_are_read_at_16k():
+    prompts = find_prompts(CorpusSettings())
+    for speaker, suffix in (("MENARDI", ".wav"), ("ESCO", ".gsm"), ("ARMELLE", ".gsm"), ("JUNE", ".g722")):
+        path = next(p.path for p in prompts[speaker] if p.path.endswith(suffix))
+        x = read_prompt(path)
+        seconds = sf.info(path).duration if suffix != ".g722" else None
+        assert x.dtype == np.float32 and np.all(np.isfinite(x)) and np.sqrt(np.mean(x ** 2)) > 1e-3
+        if seconds:
+            assert abs(len(x) / 16000 - seconds) < 0.01
+
+
+def test_final_channel_band_limits_every_utterance():
+    t = np.arange(16000) / 16000
+    tones = (0.3 * np.sin(2 * np.pi * 300 * t) + 0.3 * np.sin(2 * np.pi * 6000 * t)).astype(np.float32)
+
+    def level_at(y, hz):
+        spectrum = np.abs(np.fft.rfft(y))
+        return spectrum[int(hz)]  # 1 Hz bins: the signal is 1 s long
+
+    narrow = final_channel(tones, CorpusSettings())
+    wide = final_channel(tones, replace(CorpusSettings(), channel_rate=16000))
+    assert len(narrow) == len(wide) == len(tones)
+    assert level_at(wide, 6000) > 0.3 * level_at(wide, 300)
+    assert level_at(narrow, 6000) < 1e-3 * level_at(narrow, 300)

@@ -58,3 +58,14 @@ def test_asoftmax_loss_mixes_psi_into_the_target_logit_only():
     assert asoftmax_loss(out, target, lam).item() == pytest.approx(F.cross_entropy(expected_logits, target).item())
     # a huge lambda is no margin at all: plain softmax on norm * cos
     assert asoftmax_loss(out, target, 1e12).item() == pytest.approx(F.cross_entropy(cos * 3, target).item())
+
+
+def test_utterance_input_norm_ignores_a_stationary_channel():
+    # A fixed filter adds the same log gain to a bin in every frame: the scores must not move.
+    torch.manual_seed(0)
+    model = build_model(ModelSettings(input_norm="utterance")).eval()
+    x = torch.randn(2, 1, 45, 64)
+    colour = torch.linspace(-2.0, 1.0, 45)[None, None, :, None]
+    torch.testing.assert_close(model(x + colour).cos_theta, model(x).cos_theta, rtol=1e-4, atol=1e-5)
+    plain = build_model(ModelSettings()).eval()
+    assert not torch.allclose(plain(x + colour).cos_theta, plain(x).cos_theta, atol=1e-3)

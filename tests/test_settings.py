@@ -38,6 +38,7 @@ def test_repository_params_load_with_paper_defaults():
      "evaluate.asv_operating_point.Pfa_asv: must be a rate"),
     ({"data.on_error": "ignore"}, "data.on_error: must be one of"),
     ({"corpus.build": "yes"}, "corpus.build: must be true or false"),
+    ({"corpus.channel_rate": 44100}, "corpus.channel_rate: must be an integer from 1000 to 16000"),
 ])
 def test_bad_values_are_rejected_with_their_path(tmp_path, change, message):
     with pytest.raises(SettingsError, match=message):

@@ -131,3 +131,39 @@ def test_a_finished_run_rerun_trains_anew_and_writes_the_model(features_dir, ref
     (tmp_path / "model.pt").unlink()
     again = run(features_dir, tmp_path)
     assert same_run(again, summary) and (tmp_path / "model.pt").is_file()
+
+
+def test_weight_average_is_the_mean_of_the_snapshots():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    snapshots, average = [], None
+    for count in range(3):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        snapshots.append({n: p.detach().clone() for n, p in model.named_parameters()})
+        average = train.accumulate_average(average, model, count)
+    for name in average:
+        torch.testing.assert_close(average[name], torch.stack([s[name] for s in snapshots]).mean(0))
+
+
+def test_averaged_run_saves_the_average_and_resumes_to_the_same_result(features_dir, tmp_path):
+    averaging = dataclasses.replace(QUICK, average_epochs=2)
+    whole = run(features_dir, tmp_path / "whole", averaging)
+    assert whole["averaged_epochs"] == 2 and whole["best_epoch"] == 3
+    state = torch.load(tmp_path / "whole" / "model.pt", weights_only=True)
+    last = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)
+    assert state["dev_eer"] == whole["best_dev_eer"]
+    # The saved weights are the average, not the last epoch's.
+    for name, value in last["average"].items():
+        torch.testing.assert_close(state["model"][name], value)
+    assert any(not torch.equal(state["model"][n], last["model"][n]) for n in last["average"])
+    # Stopped after epoch 1 (outside the window) and resumed: the same run and the same average.
+    first = run(features_dir, tmp_path / "resumed", dataclasses.replace(averaging, epochs=1))
+    assert first["averaged_epochs"] == 1
+    (tmp_path / "resumed" / "model.pt").unlink()
+    resumed = run(features_dir, tmp_path / "resumed", averaging)
+    assert same_run(resumed, whole)
+    again = torch.load(tmp_path / "resumed" / "model.pt", weights_only=True)
+    for name in state["model"]:
+        torch.testing.assert_close(again["model"][name], state["model"][name])
