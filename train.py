@@ -164,7 +164,7 @@ def averaged_model(model, average: dict, dataset, settings: TrainSettings, devic
     with torch.no_grad():
         for name, p in final.named_parameters():
             p.copy_(average[name])
-    norms = [m for m in final.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    norms = {m: m.momentum for m in final.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)}
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # a plain average over every batch
@@ -173,8 +173,8 @@ def averaged_model(model, average: dict, dataset, settings: TrainSettings, devic
         for x, _, _ in make_loader(dataset, settings, device, shuffle=False, epoch=0):
             with autocast(device, settings.precision):
                 final(x.to(device, non_blocking=True))
-    for m in norms:
-        m.momentum = 0.1
+    for m, momentum in norms.items():
+        m.momentum = momentum
     return final.eval()
 
 

@@ -25,6 +25,7 @@ from joblib import Parallel, delayed
 from tqdm import tqdm
 
 from features import resample
+from features.audio import AudioError, load_audio
 from features.f0 import pyworld
 from pipeline.protocol import audio_dir, protocol_path
 from pipeline.settings import PARTITIONS, CorpusSettings, load_settings
@@ -203,15 +204,12 @@ def plan_partition(partition: str, prompts: dict[str, list[Prompt]], settings: C
 # ---------------------------------------------------------------- audio generators
 
 def read_prompt(path: str) -> np.ndarray:
-    """A prompt file as float32 mono at 16 kHz (G.722 decoded here; WAV/GSM via soundfile)."""
+    """A prompt file as float32 mono at 16 kHz (G.722 decoded here; WAV/GSM as any audio file)."""
     if path.endswith(".g722"):
         import G722
         pcm = G722.G722(SAMPLE_RATE, 64000).decode(Path(path).read_bytes())
         return np.array(pcm, dtype=np.float32) / 32768.0
-    x, rate = sf.read(path, dtype="float32", always_2d=False)
-    if x.ndim == 2:
-        x = x.mean(axis=1)
-    return resample(x, rate, SAMPLE_RATE)
+    return load_audio(path, SAMPLE_RATE)
 
 
 def g722_round_trip(x: np.ndarray) -> np.ndarray:
@@ -228,10 +226,7 @@ def run_tool(cmd: list[str], out_wav: Path) -> np.ndarray:
         raise CorpusError(f"{cmd[0]} is not installed (make system-deps installs it)") from None
     except subprocess.CalledProcessError as err:
         raise CorpusError(f"{' '.join(cmd[:3])}... failed: {err.stderr.decode(errors='replace')[-300:]}") from None
-    x, rate = sf.read(out_wav, dtype="float32", always_2d=False)
-    if x.ndim == 2:
-        x = x.mean(axis=1)
-    return resample(x, rate, SAMPLE_RATE)
+    return load_audio(out_wav, SAMPLE_RATE)
 
 
 def tts(generator: str, text: str, language: str, rng: np.random.Generator, tmp: Path) -> np.ndarray:
@@ -440,7 +435,7 @@ def main(argv=None) -> int:
         return 0
     try:
         counts = build_corpus(settings.corpus, out)
-    except CorpusError as err:
+    except (CorpusError, AudioError) as err:
         print(f"corpus: {err}", file=sys.stderr)
         return 1
     for part, c in counts.items():

@@ -1,5 +1,6 @@
 """Model inputs from shards: cropping, padding and the frequency-stretch augmentation."""
 import numpy as np
+import torch
 
 from conftest import make_feature_shards
 from pipeline.dataset import ShardDataset, fit_frames, stretch_bins
@@ -36,7 +37,6 @@ def test_only_training_items_are_stretched(tmp_path):
     reference = ShardDataset(readers, 20, train=False)
     for i in range(len(plain)):
         np.testing.assert_array_equal(plain[i][0].numpy(), reference[i][0].numpy())
-    import torch
     torch.manual_seed(0)
     augmented = ShardDataset(readers, 1000, train=True, freq_stretch=0.3)  # no crop: padding only
     unaugmented = ShardDataset(readers, 1000, train=True)
