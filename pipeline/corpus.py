@@ -165,33 +165,46 @@ def make_text(language: str, rng: random.Random) -> str:
 def plan_partition(partition: str, prompts: dict[str, list[Prompt]], settings: CorpusSettings) -> list[Item]:
     """Decide every utterance of a partition; deterministic for the corpus seed."""
     rng = random.Random(f"{settings.seed}-{partition}")
-    # Speakers take turns, so every speaker of the partition gives the same number of bona fide
-    # utterances (and of vocoder sources) while their prompts last.
+    # Speakers take turns, both for the bona fide utterances and within every attack, so each
+    # speaker of the partition gives the same share of each class and each attack (while their
+    # prompts last): no attack can be told apart by whose voice it copies.
     per_speaker = [list(prompts.get(spk, [])) for spk in settings.partition_speakers[partition]]
-    for speaker_prompts in per_speaker:
-        rng.shuffle(speaker_prompts)
-    pool = [speaker_prompts[i] for i in range(max(map(len, per_speaker), default=0))
-            for speaker_prompts in per_speaker if i < len(speaker_prompts)]
-    if not pool:
+    per_speaker = [speaker_prompts for speaker_prompts in per_speaker if speaker_prompts]
+    if not per_speaker:
         raise CorpusError(f"partition {partition}: no prompts for speakers "
                           f"{settings.partition_speakers[partition]}")
+    for speaker_prompts in per_speaker:
+        rng.shuffle(speaker_prompts)
+    pool = [speaker_prompts[i] for i in range(max(map(len, per_speaker)))
+            for speaker_prompts in per_speaker if i < len(speaker_prompts)]
     n_bona = settings.bonafide[partition]
     if n_bona > len(pool):
         raise CorpusError(f"partition {partition}: corpus.bonafide.{partition}={n_bona} but only "
                           f"{len(pool)} prompts of its speakers are usable")
-    bonafide, rest = pool[:n_bona], pool[n_bona:] or pool
+    bonafide = pool[:n_bona]
     specs = [("-", p, "") for p in bonafide]
-    cursor = 0
+    # Vocoded spoofs copy each speaker's prompts that are not bona fide in this corpus; a speaker
+    # whose prompts all went to bona fide lends those again. One cursor per speaker runs across
+    # the vocoder attacks, so they copy different recordings while there are enough. TTS spoofs
+    # take only the language (and the speaker label) from a prompt, on a cursor of their own.
+    used = {p.path for p in bonafide}
+    sources = [[p for p in speaker_prompts if p.path not in used] or speaker_prompts
+               for speaker_prompts in per_speaker]
+    cursors = {"vocoder": [0] * len(sources), "tts": [0] * len(sources)}
+    turn = 0
     for attack in settings.attacks[partition]:
         if attack not in ATTACKS:
             raise CorpusError(f"corpus.attacks.{partition}: unknown attack {attack}; known: {sorted(ATTACKS)}")
         generator = ATTACKS[attack][0]
         for _ in range(settings.spoofs_per_attack[partition]):
-            # Vocoded spoofs copy prompts that are not bona fide in this corpus, when there are enough.
-            prompt = rest[cursor % len(rest)]
-            cursor += 1
+            speaker = turn % len(sources)
+            turn += 1
+            tts = generator in ("espeak", "flite", "festival")
+            cursor = cursors["tts" if tts else "vocoder"]
+            prompt = sources[speaker][cursor[speaker] % len(sources[speaker])]
+            cursor[speaker] += 1
             text = ""
-            if generator in ("espeak", "flite", "festival"):
+            if tts:
                 language = prompt.language if generator == "espeak" else "en"
                 text = make_text(language, rng)
             specs.append((attack, prompt, text))

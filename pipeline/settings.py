@@ -50,8 +50,8 @@ class CorpusSettings:
         "it_IT_f_Menardi": "MENARDI", "es": "ESCO", "fr": "ARMELLE"})
     partition_speakers: dict = field(default_factory=lambda: {
         "train": ["ALLISON", "CARLO", "MENARDI", "ESCO", "ARMELLE"], "dev": ["JUNE"], "eval": ["IVRRU"]})
-    bonafide: dict = field(default_factory=lambda: {"train": 250, "dev": 100, "eval": 120})
-    spoofs_per_attack: dict = field(default_factory=lambda: {"train": 150, "dev": 100, "eval": 120})
+    bonafide: dict = field(default_factory=lambda: {"train": 500, "dev": 100, "eval": 120})
+    spoofs_per_attack: dict = field(default_factory=lambda: {"train": 300, "dev": 100, "eval": 120})
     attacks: dict = field(default_factory=lambda: {
         "train": ["A01", "A02", "A03", "A04"], "dev": ["A01", "A02", "A03", "A04"],
         "eval": ["A01", "A03", "A05", "A06", "A07"]})

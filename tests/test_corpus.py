@@ -68,6 +68,26 @@ def test_speakers_give_equal_bonafide_shares(plans):
     assert max(shares.values()) - min(shares.values()) <= 1
 
 
+@pytest.mark.parametrize("spoofs", [150, 300, 500])
+def test_every_attack_copies_every_speaker_equally(spoofs):
+    # With spoofs taken from one shared queue, a large attack count used to give a whole attack
+    # to the speaker with the most prompts (all A04 copied ALLISON): a speaker cue for the attack.
+    settings = CorpusSettings()
+    settings = replace(settings, spoofs_per_attack={**settings.spoofs_per_attack, "train": spoofs})
+    prompts = find_prompts(settings)
+    items = plan_partition("train", prompts, settings)
+    for attack in settings.attacks["train"]:
+        shares = Counter(i.speaker for i in items if i.attack == attack)
+        assert set(shares) == set(settings.partition_speakers["train"]), attack
+        assert max(shares.values()) - min(shares.values()) <= 1, (attack, shares)
+    # Vocoders copy a speaker's recordings once each before any is copied again.
+    bona = {i.prompt.path for i in items if i.key == "bonafide"}
+    for speaker in settings.partition_speakers["train"]:
+        copied = [i.prompt.path for i in items if i.speaker == speaker and i.key == "spoof" and not i.text]
+        available = len([p for p in prompts[speaker] if p.path not in bona])
+        assert len(set(copied)) == min(len(copied), available), speaker
+
+
 def test_8k_wav_and_gsm_prompts_are_read_at_16k():
     prompts = find_prompts(CorpusSettings())
     for speaker, suffix in (("MENARDI", ".wav"), ("ESCO", ".gsm"), ("ARMELLE", ".gsm"), ("JUNE", ".g722")):
