@@ -199,12 +199,12 @@ def plan_partition(partition: str, prompts: dict[str, list[Prompt]], settings: C
         for _ in range(settings.spoofs_per_attack[partition]):
             speaker = turn % len(sources)
             turn += 1
-            tts = generator in ("espeak", "flite", "festival")
-            cursor = cursors["tts" if tts else "vocoder"]
+            is_tts = generator in ("espeak", "flite", "festival")
+            cursor = cursors["tts" if is_tts else "vocoder"]
             prompt = sources[speaker][cursor[speaker] % len(sources[speaker])]
             cursor[speaker] += 1
             text = ""
-            if tts:
+            if is_tts:
                 language = prompt.language if generator == "espeak" else "en"
                 text = make_text(language, rng)
             specs.append((attack, prompt, text))
