@@ -47,6 +47,7 @@ ATTACKS = {
     "A07": ("world_spss", "SPSS-like: WORLD with harvest F0, smoothed F0 and low-order coded envelope"),
 }
 
+TTS_GENERATORS = ("espeak", "flite", "festival")  # the rest vocode a bona fide prompt
 ESPEAK_VOICES = {"en": "en-us", "es": "es-419", "fr": "fr-fr", "it": "it", "ru": "ru"}
 FLITE_VOICES = ("kal16", "awb", "rms", "slt")
 
@@ -196,11 +197,11 @@ def plan_partition(partition: str, prompts: dict[str, list[Prompt]], settings: C
         if attack not in ATTACKS:
             raise CorpusError(f"corpus.attacks.{partition}: unknown attack {attack}; known: {sorted(ATTACKS)}")
         generator = ATTACKS[attack][0]
+        is_tts = generator in TTS_GENERATORS
+        cursor = cursors["tts" if is_tts else "vocoder"]
         for _ in range(settings.spoofs_per_attack[partition]):
             speaker = turn % len(sources)
             turn += 1
-            is_tts = generator in ("espeak", "flite", "festival")
-            cursor = cursors["tts" if is_tts else "vocoder"]
             prompt = sources[speaker][cursor[speaker] % len(sources[speaker])]
             cursor[speaker] += 1
             text = ""

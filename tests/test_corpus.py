@@ -11,9 +11,13 @@ from pipeline.settings import PARTITIONS, CorpusSettings
 
 
 @pytest.fixture(scope="module")
-def plans():
+def prompts():
+    return find_prompts(CorpusSettings())
+
+
+@pytest.fixture(scope="module")
+def plans(prompts):
     settings = CorpusSettings()
-    prompts = find_prompts(settings)
     return {p: plan_partition(p, prompts, settings) for p in PARTITIONS}
 
 
@@ -69,12 +73,11 @@ def test_speakers_give_equal_bonafide_shares(plans):
 
 
 @pytest.mark.parametrize("spoofs", [150, 300, 500])
-def test_every_attack_copies_every_speaker_equally(spoofs):
+def test_every_attack_copies_every_speaker_equally(spoofs, prompts):
     # With spoofs taken from one shared queue, a large attack count used to give a whole attack
     # to the speaker with the most prompts (all A04 copied ALLISON): a speaker cue for the attack.
     settings = CorpusSettings()
     settings = replace(settings, spoofs_per_attack={**settings.spoofs_per_attack, "train": spoofs})
-    prompts = find_prompts(settings)
     items = plan_partition("train", prompts, settings)
     for attack in settings.attacks["train"]:
         shares = Counter(i.speaker for i in items if i.attack == attack)
@@ -88,8 +91,7 @@ def test_every_attack_copies_every_speaker_equally(spoofs):
         assert len(set(copied)) == min(len(copied), available), speaker
 
 
-def test_8k_wav_and_gsm_prompts_are_read_at_16k():
-    prompts = find_prompts(CorpusSettings())
+def test_8k_wav_and_gsm_prompts_are_read_at_16k(prompts):
     for speaker, suffix in (("MENARDI", ".wav"), ("ESCO", ".gsm"), ("ARMELLE", ".gsm"), ("JUNE", ".g722")):
         path = next(p.path for p in prompts[speaker] if p.path.endswith(suffix))
         x = read_prompt(path)
