@@ -255,7 +255,8 @@ def _train(settings, features_dir, out_dir, metrics_path, live_dir, resume, prog
     dev_readers = open_partition(features_dir / "dev", settings.features)
     train_index = json.loads((features_dir / "train" / "index.json").read_text())
     train_set = ShardDataset(train_readers, ts.frames, train=True, f0_channel=ms.f0_channel,
-                             freq_stretch=ts.freq_stretch)
+                             freq_stretch=ts.freq_stretch, mask_bins=ts.mask_bins,
+                             mask_frames=ts.mask_frames)
     dev_set = ShardDataset(dev_readers, ts.frames, train=False, f0_channel=ms.f0_channel)
 
     torch.manual_seed(ts.seed)

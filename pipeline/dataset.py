@@ -34,6 +34,25 @@ def stretch_bins(subband: np.ndarray, f0: np.ndarray | None, factor: float):
     return stretched, None if f0 is None else f0 * factor
 
 
+def mask_spans(subband: np.ndarray, bins: int, frames: int, generator: torch.Generator | None = None):
+    """SpecAugment-style masking: one band of up to `bins` bins and one span of up to `frames`
+    frames (widths and positions drawn uniformly; 0 = no mask on that axis) are set to the
+    crop's mean, so a masked crop keeps its level. Returns a masked copy."""
+    x = subband.astype(np.float32, copy=True)
+    fill = float(x.mean())
+    for axis, limit in ((1, bins), (0, frames)):
+        size = x.shape[axis]
+        if limit <= 0 or size < 2:
+            continue
+        width = int(torch.randint(0, min(limit, size - 1) + 1, (), generator=generator))
+        if width:
+            start = int(torch.randint(0, size - width + 1, (), generator=generator))
+            index = [slice(None), slice(None)]
+            index[axis] = slice(start, start + width)
+            x[tuple(index)] = fill
+    return x
+
+
 def model_input(subband: np.ndarray, f0: np.ndarray | None, f0_channel: bool) -> torch.Tensor:
     """[frames, bins] subband (+ f0) -> the network's input [channels, bins, frames] float32.
 
@@ -51,14 +70,15 @@ class ShardDataset(Dataset):
     """Items: (input [channels, bins, frames] float32, label int64, global index).
 
     train=True crops at a random start (drawn from the worker's seeded torch generator) and
-    applies the frequency stretch augmentation; train=False always crops at the start and
-    never augments, as evaluation does.
+    applies the augmentations (frequency stretch, then the masks); train=False always crops at
+    the start and never augments, as evaluation does.
     """
 
     def __init__(self, readers, frames: int, train: bool, f0_channel: bool = False,
-                 freq_stretch: float = 0.0):
+                 freq_stretch: float = 0.0, mask_bins: int = 0, mask_frames: int = 0):
         self.readers = readers
         self.freq_stretch = freq_stretch if train else 0.0
+        self.mask_bins, self.mask_frames = (mask_bins, mask_frames) if train else (0, 0)
         self.frames = frames
         self.train = train
         self.f0_channel = f0_channel
@@ -89,4 +109,6 @@ class ShardDataset(Dataset):
             limit = np.log1p(self.freq_stretch)
             factor = float(np.exp((torch.rand(()).item() * 2 - 1) * limit))
             subband, f0 = stretch_bins(subband, f0, factor)
+        if self.mask_bins or self.mask_frames:
+            subband = mask_spans(subband, self.mask_bins, self.mask_frames)
         return model_input(subband, f0, self.f0_channel), int(self.labels[index]), index

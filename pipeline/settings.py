@@ -229,6 +229,10 @@ class TrainSettings:
     # Frequency-axis stretch augmentation: each training crop's bins are rescaled by a factor
     # drawn log-uniformly from [1/(1+s), 1+s] (harmonics move as under a pitch shift); 0 = off.
     freq_stretch: float = 0.0
+    # SpecAugment-style masking of each training crop: one band of up to mask_bins bins and one
+    # span of up to mask_frames frames are set to the crop's mean (0 = off).
+    mask_bins: int = 0
+    mask_frames: int = 0
     # Average the weights of the last N epochs (all, if N >= epochs) into the final model
     # (BatchNorm statistics are then recomputed on the training data); 0 = off: the model is
     # the epoch with the best dev EER.
@@ -242,8 +246,9 @@ class TrainSettings:
         if self.batch_size % self.nproc:
             raise SettingsError(f"{path}.batch_size: {self.batch_size} does not split evenly over nproc={self.nproc}")
         _positive(self.lr, f"{path}.lr")
-        if self.num_workers < 0 or self.max_steps_per_epoch < 0 or self.micro_batch < 0:
-            raise SettingsError(f"{path}: num_workers, micro_batch and max_steps_per_epoch must be >= 0")
+        for name in ("num_workers", "max_steps_per_epoch", "micro_batch", "mask_bins", "mask_frames"):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"{path}.{name}: must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.freq_stretch <= 1:
             raise SettingsError(f"{path}.freq_stretch: must be in [0, 1], got {self.freq_stretch}")
 

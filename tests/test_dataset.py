@@ -1,9 +1,9 @@
-"""Model inputs from shards: cropping, padding and the frequency-stretch augmentation."""
+"""Model inputs from shards: cropping, padding and the augmentations (frequency stretch, masks)."""
 import numpy as np
 import torch
 
 from conftest import make_feature_shards
-from pipeline.dataset import ShardDataset, fit_frames, stretch_bins
+from pipeline.dataset import ShardDataset, fit_frames, mask_spans, stretch_bins
 from pipeline.settings import FeatureSettings
 from pipeline.shards import open_partition
 
@@ -42,3 +42,40 @@ def test_only_training_items_are_stretched(tmp_path):
     unaugmented = ShardDataset(readers, 1000, train=True)
     assert any(not np.array_equal(augmented[i][0].numpy(), unaugmented[i][0].numpy())
                for i in range(len(augmented)))
+
+
+def test_masks_cover_one_band_and_one_span_with_the_crop_mean():
+    rng = np.random.default_rng(0)
+    sub = rng.normal(size=(200, 45)).astype(np.float16)
+    widths = set()
+    for seed in range(20):
+        masked = mask_spans(sub, 8, 40, torch.Generator().manual_seed(seed))
+        changed = masked != sub.astype(np.float32)
+        bins = np.flatnonzero(changed.all(axis=0))     # a masked band changes every frame
+        frames = np.flatnonzero(changed.all(axis=1))   # a masked span changes every bin
+        assert len(bins) <= 8 and len(frames) <= 40
+        for run in (bins, frames):  # each mask is one contiguous block
+            assert len(run) == 0 or run[-1] - run[0] == len(run) - 1
+        # everything changed lies in the band or the span, and holds the crop's mean
+        outside = changed.copy()
+        outside[:, bins] = False
+        outside[frames, :] = False
+        assert not outside.any()
+        np.testing.assert_allclose(masked[changed], sub.astype(np.float32).mean(), rtol=1e-5)
+        widths.add((len(bins), len(frames)))
+    assert len(widths) > 5  # widths are drawn, not fixed
+    np.testing.assert_array_equal(mask_spans(sub, 0, 0), sub.astype(np.float32))
+
+
+def test_only_training_items_are_masked(tmp_path):
+    settings = FeatureSettings()
+    make_feature_shards(tmp_path, settings, n_utts=8, n_shards=1)
+    readers = open_partition(tmp_path, settings)
+    plain = ShardDataset(readers, 20, train=False, mask_bins=8, mask_frames=10)
+    reference = ShardDataset(readers, 20, train=False)
+    for i in range(len(plain)):
+        np.testing.assert_array_equal(plain[i][0].numpy(), reference[i][0].numpy())
+    torch.manual_seed(0)
+    masked = ShardDataset(readers, 1000, train=True, mask_bins=8, mask_frames=10)
+    unmasked = ShardDataset(readers, 1000, train=True)
+    assert any(not np.array_equal(masked[i][0].numpy(), unmasked[i][0].numpy()) for i in range(len(masked)))

@@ -19,6 +19,8 @@ def test_paper_preset_sets_the_full_recipe_and_keeps_comments(tmp_path):
     assert settings.train.warmup_steps == 1000
     # The paper's model selection (best dev epoch), not the mini corpus's weight average.
     assert settings.train.average_epochs == 0 and settings.model.input_norm == "none"
+    # ... and none of the mini corpus's augmentation.
+    assert (settings.train.mask_bins, settings.train.mask_frames, settings.train.freq_stretch) == (0, 0, 0.0)
     assert "# Every tunable setting of the pipeline" in params.read_text()
     assert settings.extract.scheduler is None
 
