@@ -47,9 +47,7 @@ def mask_spans(subband: np.ndarray, bins: int, frames: int, generator: torch.Gen
         width = int(torch.randint(0, min(limit, size - 1) + 1, (), generator=generator))
         if width:
             start = int(torch.randint(0, size - width + 1, (), generator=generator))
-            index = [slice(None), slice(None)]
-            index[axis] = slice(start, start + width)
-            x[tuple(index)] = fill
+            np.moveaxis(x, axis, 0)[start:start + width] = fill  # a view: writes into x
     return x
 
 
