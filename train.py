@@ -16,6 +16,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import random
 import sys
@@ -89,14 +90,30 @@ def warmup_factor(step: int, warmup: int) -> float:
     return min(step ** -0.5, step * warmup ** -1.5) / warmup ** -0.5
 
 
+def lr_factor(step: int, warmup: int, schedule: str = "noam", total: int = 0) -> float:
+    """Learning rate at optimiser step `step` (1-based) as a fraction of train.lr.
+
+    noam: the paper's schedule (warmup_factor). cosine: the same linear warm-up, then half a
+    cosine from 1 down to 0 at step `total`, the run's last step.
+    """
+    if schedule == "noam":
+        return warmup_factor(step, warmup)
+    step = max(step, 1)
+    if step <= warmup:
+        return step / warmup
+    progress = min(1.0, (step - warmup) / max(total - warmup, 1))
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 def run_digest(settings: Settings, train_index: dict) -> str:
     """Identifies a training run: a checkpoint only resumes a run with the same digest.
 
-    Epoch count, device and worker count are left out, so a finished run can be extended and
-    moved between machines.
+    Device and worker count are left out, so a run can move between machines; so is the epoch
+    count under the noam schedule, so a finished run can be extended. The cosine schedule's shape
+    depends on the epoch count, so there it is part of the run.
     """
-    train = {k: v for k, v in dataclasses.asdict(settings.train).items()
-             if k not in ("epochs", "device", "num_workers")}
+    left_out = ("device", "num_workers") + (("epochs",) if settings.train.lr_schedule == "noam" else ())
+    train = {k: v for k, v in dataclasses.asdict(settings.train).items() if k not in left_out}
     payload = {"model": dataclasses.asdict(settings.model), "train": train,
                "features": settings.features.fingerprint(),
                "shards": [s["sha256"] for s in train_index["shards"]]}
@@ -270,7 +287,12 @@ def _train(settings, features_dir, out_dir, metrics_path, live_dir, resume, prog
     runner = torch.compile(wrapped) if ts.compile else wrapped
     optimizer = torch.optim.Adam(model.parameters(), lr=ts.lr, betas=(ts.beta1, ts.beta2), eps=ts.eps,
                                  weight_decay=ts.weight_decay, amsgrad=ts.amsgrad)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_factor(s + 1, ts.warmup_steps))
+    steps_per_epoch = len(make_loader(train_set, ts, device, shuffle=True, epoch=0, rank=rank, world=world))
+    if ts.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, ts.max_steps_per_epoch)
+    total_steps = steps_per_epoch * ts.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s + 1, ts.warmup_steps, ts.lr_schedule, total_steps))
     digest = run_digest(settings, train_index)
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_path, model_path = out_dir / "checkpoint.pt", out_dir / "model.pt"

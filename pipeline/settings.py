@@ -204,6 +204,9 @@ class TrainSettings:
     # d^-0.5 * min(step^-0.5, step * warmup^-1.5), rescaled so its peak equals lr.
     lr: float = 0.003953
     warmup_steps: int = 1000
+    # noam: the paper's schedule above. cosine: the same linear warm-up, then a half cosine
+    # from lr down to 0 at the last step of the last epoch.
+    lr_schedule: Literal["noam", "cosine"] = "noam"
     beta1: float = 0.9
     beta2: float = 0.98
     eps: float = 1.0e-9

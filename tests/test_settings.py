@@ -33,6 +33,7 @@ def test_repository_params_load_with_paper_defaults():
     ({"extract.shard_size": 0}, "extract.shard_size: must be > 0"),
     ({"train.frames": 0}, "train.frames: must be > 0"),
     ({"train.mask_frames": -1}, "train.mask_frames: must be >= 0"),
+    ({"train.lr_schedule": "step"}, "train.lr_schedule: must be one of"),
     ({"train.batch_size": 30, "train.nproc": 4}, "train.batch_size: 30 does not split evenly"),
     ({"model.planes": [16, 32]}, "model: layers and planes need the same"),
     ({"evaluate.asv_operating_point": {"Pfa_asv": 2.0, "Pmiss_asv": 0.1, "Pmiss_spoof_asv": 0.1}},

@@ -79,6 +79,27 @@ def test_changed_settings_start_over_instead_of_resuming(features_dir, reference
     assert other["epochs"] == 1 and other["steps"] == 6
 
 
+def test_cosine_schedule_warms_up_linearly_then_decays_to_zero():
+    values = [train.lr_factor(s, 10, "cosine", 110) for s in range(1, 111)]
+    assert values[:10] == pytest.approx([s / 10 for s in range(1, 11)])
+    assert values[59] == pytest.approx(0.5)  # halfway between the warm-up's end and the last step
+    assert values[-1] == pytest.approx(0.0, abs=1e-12)
+    assert all(a >= b for a, b in zip(values[9:], values[10:]))
+    assert train.lr_factor(400, 100, "noam", 110) == train.warmup_factor(400, 100)
+
+
+def test_cosine_run_ends_at_zero_and_a_longer_one_starts_over(features_dir, tmp_path, capsys):
+    cosine = dataclasses.replace(QUICK, epochs=2, lr_schedule="cosine")
+    run(features_dir, tmp_path, cosine)
+    history = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["history"]
+    assert history[0]["lr"] > 0.0 and history[-1]["lr"] == pytest.approx(0.0, abs=1e-12)
+    # More epochs stretch the whole cosine, so the finished run cannot simply be extended.
+    capsys.readouterr()
+    longer = run(features_dir, tmp_path, dataclasses.replace(cosine, epochs=3))
+    assert "belongs to other settings" in capsys.readouterr().out
+    assert longer["steps"] == 3 * 6
+
+
 def test_shards_of_other_feature_settings_are_refused(features_dir, tmp_path):
     settings = Settings(features=FeatureSettings(hop_length=160), model=SMALL_MODEL, train=QUICK)
     with pytest.raises(ShardError, match="other settings"):
