@@ -109,10 +109,12 @@ def run_digest(settings: Settings, train_index: dict) -> str:
     """Identifies a training run: a checkpoint only resumes a run with the same digest.
 
     Device and worker count are left out, so a run can move between machines; so is the epoch
-    count under the noam schedule, so a finished run can be extended. The cosine schedule's shape
-    depends on the epoch count, so there it is part of the run.
+    count under the noam schedule, so a finished run can be extended (and the schedule's name,
+    so checkpoints from before train.lr_schedule existed still resume). The cosine schedule's
+    shape depends on the epoch count, so there it is part of the run.
     """
-    left_out = ("device", "num_workers") + (("epochs",) if settings.train.lr_schedule == "noam" else ())
+    noam = settings.train.lr_schedule == "noam"
+    left_out = ("device", "num_workers") + (("epochs", "lr_schedule") if noam else ())
     train = {k: v for k, v in dataclasses.asdict(settings.train).items() if k not in left_out}
     payload = {"model": dataclasses.asdict(settings.model), "train": train,
                "features": settings.features.fingerprint(),
