@@ -217,14 +217,19 @@ def train_step(model, x, y, optimizer, lam: float, device, precision: str, micro
     return total_loss, correct
 
 
+def epoch_steps(loader: DataLoader, settings: TrainSettings) -> int:
+    """Optimiser steps in one epoch: every batch, or train.max_steps_per_epoch of them."""
+    return min(settings.max_steps_per_epoch or len(loader), len(loader))
+
+
 def train_epoch(model, loader, optimizer, scheduler, settings: Settings, device, step: int, progress: bool):
     """Returns (mean loss, accuracy, optimiser steps done so far, samples/s)."""
     model.train()
     ms, ts = settings.model, settings.train
     total_loss, correct, seen = 0.0, 0, 0
     started = time.perf_counter()
-    limit = ts.max_steps_per_epoch or len(loader)
-    for batch, (x, y, _) in enumerate(tqdm(loader, total=min(limit, len(loader)), disable=not progress,
+    limit = epoch_steps(loader, ts)
+    for batch, (x, y, _) in enumerate(tqdm(loader, total=limit, disable=not progress,
                                            desc="train", unit="batch", leave=False)):
         if batch >= limit:
             break
@@ -289,10 +294,8 @@ def _train(settings, features_dir, out_dir, metrics_path, live_dir, resume, prog
     runner = torch.compile(wrapped) if ts.compile else wrapped
     optimizer = torch.optim.Adam(model.parameters(), lr=ts.lr, betas=(ts.beta1, ts.beta2), eps=ts.eps,
                                  weight_decay=ts.weight_decay, amsgrad=ts.amsgrad)
-    steps_per_epoch = len(make_loader(train_set, ts, device, shuffle=True, epoch=0, rank=rank, world=world))
-    if ts.max_steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, ts.max_steps_per_epoch)
-    total_steps = steps_per_epoch * ts.epochs
+    total_steps = ts.epochs * epoch_steps(make_loader(train_set, ts, device, shuffle=True, epoch=0,
+                                                      rank=rank, world=world), ts)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s + 1, ts.warmup_steps, ts.lr_schedule, total_steps))
     digest = run_digest(settings, train_index)
