@@ -33,7 +33,7 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
 from model import asoftmax_loss, bonafide_score, build_model, count_parameters, margin_lambda
-from pipeline.dataset import ShardDataset
+from pipeline.dataset import ShardDataset, length_batches
 from pipeline.metrics import compute_eer
 from pipeline.settings import ModelSettings, Settings, SettingsError, TrainSettings, load_settings
 from pipeline.shards import ShardError, open_partition
@@ -135,7 +135,10 @@ def atomic_save(obj, path: Path) -> None:
 # ---------------------------------------------------------------- one epoch
 
 def make_loader(dataset, settings: TrainSettings, device, shuffle: bool, epoch: int,
-                rank: int = 0, world: int = 1) -> DataLoader:
+                rank: int = 0, world: int = 1, batches: list[list[int]] | None = None) -> DataLoader:
+    if batches is not None:  # fixed batches of indices (evaluation of whole utterances)
+        return DataLoader(dataset, batch_sampler=batches, num_workers=settings.num_workers,
+                          worker_init_fn=seed_worker, pin_memory=device.type == "cuda")
     sampler = None
     seed = settings.seed * 1000 + epoch
     if shuffle and world > 1:
@@ -153,16 +156,36 @@ def make_loader(dataset, settings: TrainSettings, device, shuffle: bool, epoch: 
                       persistent_workers=False)
 
 
+# Evaluation inputs longer than this are scored in equal consecutive pieces and the pieces'
+# scores averaged, so a long recording given to detect cannot exhaust memory (4096 frames at
+# the paper's hop of 130 samples: 33 s).
+MAX_SCORED_FRAMES = 4096
+
+
+@torch.no_grad()
+def score_inputs(model, x: torch.Tensor, device, precision: str) -> torch.Tensor:
+    """Bona fide scores of a batch of inputs [B, C, bins, frames] (the model in eval mode)."""
+    pieces = -(-x.shape[-1] // MAX_SCORED_FRAMES)
+    total = torch.zeros(x.shape[0])
+    for piece in torch.tensor_split(x, pieces, dim=-1):
+        with autocast(device, precision):
+            total += bonafide_score(model(piece.to(device, non_blocking=True))).float().cpu()
+    return total / pieces
+
+
 @torch.no_grad()
 def score_dataset(model, dataset, settings: TrainSettings, device) -> tuple[np.ndarray, np.ndarray]:
-    """Bona fide scores and labels in dataset order (evaluation crop: the start)."""
+    """Bona fide scores and labels in dataset order, on the dataset's evaluation input: batches
+    of settings.batch_size crops, or of whole utterances of equal input length (an utterance's
+    score does not depend on which others share its batch)."""
     model.eval()
     scores = np.zeros(len(dataset), np.float64)
     labels = np.zeros(len(dataset), np.int64)
-    for x, y, index in make_loader(dataset, settings, device, shuffle=False, epoch=0):
-        with autocast(device, settings.precision):
-            out = model(x.to(device, non_blocking=True))
-        scores[index.numpy()] = bonafide_score(out).cpu().numpy()
+    batches = None
+    if getattr(dataset, "eval_input", "crop") == "whole":
+        batches = length_batches(dataset.eval_lengths(), settings.batch_size)
+    for x, y, index in make_loader(dataset, settings, device, shuffle=False, epoch=0, batches=batches):
+        scores[index.numpy()] = score_inputs(model, x, device, settings.precision).numpy()
         labels[index.numpy()] = y.numpy()
     return scores, labels
 
@@ -281,7 +304,8 @@ def _train(settings, features_dir, out_dir, metrics_path, live_dir, resume, prog
     train_set = ShardDataset(train_readers, ts.frames, train=True, f0_channel=ms.f0_channel,
                              freq_stretch=ts.freq_stretch, mask_bins=ts.mask_bins,
                              mask_frames=ts.mask_frames)
-    dev_set = ShardDataset(dev_readers, ts.frames, train=False, f0_channel=ms.f0_channel)
+    dev_set = ShardDataset(dev_readers, ts.frames, train=False, f0_channel=ms.f0_channel,
+                           eval_input=ts.eval_input)
 
     torch.manual_seed(ts.seed)
     model = build_model(ms).to(device)
@@ -425,7 +449,8 @@ def model_file(model, settings: Settings, best: dict, step: int) -> dict:
             "model_settings": dataclasses.asdict(settings.model),
             "feature_settings": dataclasses.asdict(settings.features),
             "feature_fingerprint": settings.features.fingerprint(),
-            "frames": settings.train.frames, "precision": settings.train.precision,
+            "frames": settings.train.frames, "eval_input": settings.train.eval_input,
+            "precision": settings.train.precision,
             "threshold": best["threshold"],
             "dev_eer": best["dev_eer"], "epoch": best["epoch"], "step": step}
 

@@ -21,6 +21,42 @@ def fit_frames(subband: np.ndarray, f0: np.ndarray | None, frames: int, start: i
     return subband[start:start + frames], None if f0 is None else f0[start:start + frames]
 
 
+# How evaluation (training's dev scoring, the evaluate stage, detect) feeds an utterance to the
+# network: "crop" = its first train.frames frames (training's crop length; the paper's
+# fixed-length input); "whole" = all of its frames, so a long utterance is judged on all it holds.
+# Both repeat-pad an utterance shorter than train.frames to train.frames. A longer whole
+# utterance is repeat-padded up to a multiple of WHOLE_STEP frames (at most 0.25 s more at hop
+# 130), so utterances of similar length share an input length and are scored in one batch.
+EVAL_INPUTS = ("crop", "whole")
+WHOLE_STEP = 32
+
+
+def eval_length(n: int, frames: int, eval_input: str) -> int:
+    """Input length in frames that evaluation gives an utterance of n frames."""
+    if eval_input not in EVAL_INPUTS:
+        raise ValueError(f"eval_input must be one of {EVAL_INPUTS}, got {eval_input!r}")
+    if eval_input == "crop" or n <= frames:
+        return frames
+    return -(-n // WHOLE_STEP) * WHOLE_STEP
+
+
+def eval_frames(subband: np.ndarray, f0: np.ndarray | None, frames: int, eval_input: str):
+    """The evaluation input of one utterance under `eval_input` (see EVAL_INPUTS)."""
+    return fit_frames(subband, f0, eval_length(len(subband), frames, eval_input), None)
+
+
+def length_batches(lengths, batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of at most batch_size whose lengths are equal (ascending
+    length, then index), so inputs of one batch stack without padding."""
+    lengths = np.asarray(lengths)
+    order = np.lexsort((np.arange(len(lengths)), lengths))
+    batches = []
+    for length in np.unique(lengths):
+        same = order[lengths[order] == length]
+        batches += [same[i:i + batch_size].tolist() for i in range(0, len(same), batch_size)]
+    return batches
+
+
 def stretch_bins(subband: np.ndarray, f0: np.ndarray | None, factor: float):
     """Rescale the frequency axis: bin b takes the value at b / factor (linear interpolation;
     bins past the top repeat the top bin). F0 is scaled by the same factor."""
@@ -68,12 +104,18 @@ class ShardDataset(Dataset):
     """Items: (input [channels, bins, frames] float32, label int64, global index).
 
     train=True crops at a random start (drawn from the worker's seeded torch generator) and
-    applies the augmentations (frequency stretch, then the masks); train=False always crops at
-    the start and never augments, as evaluation does.
+    applies the augmentations (frequency stretch, then the masks); train=False never augments
+    and gives the evaluation input (`eval_frames`): the first `frames` frames ("crop") or the
+    whole utterance ("whole": items differ in length; `length_batches(eval_lengths())` groups
+    equal ones).
     """
 
     def __init__(self, readers, frames: int, train: bool, f0_channel: bool = False,
-                 freq_stretch: float = 0.0, mask_bins: int = 0, mask_frames: int = 0):
+                 freq_stretch: float = 0.0, mask_bins: int = 0, mask_frames: int = 0,
+                 eval_input: str = "crop"):
+        if eval_input not in EVAL_INPUTS:
+            raise ValueError(f"eval_input must be one of {EVAL_INPUTS}, got {eval_input!r}")
+        self.eval_input = eval_input
         self.readers = readers
         self.freq_stretch = freq_stretch if train else 0.0
         self.mask_bins, self.mask_frames = (mask_bins, mask_frames) if train else (0, 0)
@@ -91,6 +133,11 @@ class ShardDataset(Dataset):
         shard = int(np.searchsorted(self.starts, index, side="right") - 1)
         return shard, index - int(self.starts[shard])
 
+    def eval_lengths(self) -> np.ndarray:
+        """Every item's evaluation input length in frames (from the shard offsets, no reads)."""
+        frames = np.concatenate([np.diff(r.offsets) for r in self.readers]) if self.readers else np.zeros(0)
+        return np.array([eval_length(int(n), self.frames, self.eval_input) for n in frames], np.int64)
+
     def utterance(self, index: int) -> tuple[str, str, int]:
         shard, i = self.locate(index)
         r = self.readers[shard]
@@ -99,10 +146,13 @@ class ShardDataset(Dataset):
     def __getitem__(self, index: int):
         shard, i = self.locate(index)
         subband, f0 = self.readers[shard].read(i, with_f0=self.f0_channel)
-        start = None
-        if self.train and len(subband) > self.frames:
-            start = int(torch.randint(0, len(subband) - self.frames + 1, ()).item())
-        subband, f0 = fit_frames(subband, f0, self.frames, start)
+        if self.train:
+            start = None
+            if len(subband) > self.frames:
+                start = int(torch.randint(0, len(subband) - self.frames + 1, ()).item())
+            subband, f0 = fit_frames(subband, f0, self.frames, start)
+        else:
+            subband, f0 = eval_frames(subband, f0, self.frames, self.eval_input)
         if self.freq_stretch > 0:
             limit = np.log1p(self.freq_stretch)
             factor = float(np.exp((torch.rand(()).item() * 2 - 1) * limit))

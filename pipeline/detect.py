@@ -19,8 +19,7 @@ import numpy as np
 import torch
 
 import features
-from model import bonafide_score
-from pipeline.dataset import fit_frames, model_input
+from pipeline.dataset import eval_frames, model_input
 from pipeline.metrics import ScoreError, compute_eer
 from pipeline.protocol import parse_protocol
 from pipeline.settings import FeatureSettings
@@ -38,18 +37,17 @@ class Detector:
         self.feature_settings = FeatureSettings(**state["feature_settings"])
         self.f0_channel = state["model_settings"]["f0_channel"]
         self.frames = state["frames"]
+        self.eval_input = state.get("eval_input", "crop")  # model files from before the setting: crop
         self.threshold = state["threshold"]
         self.precision = state.get("precision", "fp32")
 
-    @torch.no_grad()
     def score(self, path) -> float:
+        from train import score_inputs  # the evaluate stage's scoring, piece rule included
         fs = self.feature_settings
         waveform = features.load_audio(path, fs.sample_rate)
         subband, f0 = features.extract(waveform, fs.sample_rate, fs)
-        subband, f0 = fit_frames(subband, f0, self.frames, None)
-        x = model_input(subband, f0, self.f0_channel)[None]
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-            return float(bonafide_score(self.model(x))[0])
+        x = model_input(*eval_frames(subband, f0, self.frames, self.eval_input), self.f0_channel)[None]
+        return float(score_inputs(self.model, x, torch.device("cpu"), self.precision)[0])
 
 
 def expand(paths: list[str]) -> list[Path]:

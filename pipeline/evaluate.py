@@ -93,7 +93,8 @@ def main(argv=None) -> int:
         model.to(device)
         readers = open_partition(Path(args.features) / args.partition, settings.features)
         dataset = ShardDataset(readers, state["frames"], train=False,
-                               f0_channel=state["model_settings"]["f0_channel"])
+                               f0_channel=state["model_settings"]["f0_channel"],
+                               eval_input=state.get("eval_input", "crop"))
         scoring = dataclasses.replace(settings.train, batch_size=settings.evaluate.batch_size)
         scores, labels = score_dataset(model, dataset, scoring, device)
         utterances = [dataset.utterance(i) for i in range(len(dataset))]

@@ -198,6 +198,10 @@ class ModelSettings:
 class TrainSettings:
     # Frames the model sees per utterance (repeat-padded or cropped; 600 in the paper).
     frames: int = 600
+    # What evaluation scores (dev during training, the evaluate stage, detect): "crop" = the
+    # first `frames` frames, like the paper's fixed-length input; "whole" = every frame of the
+    # utterance (pipeline/dataset.py: eval_length). Stored in the model file.
+    eval_input: Literal["crop", "whole"] = "crop"
     batch_size: int = 64
     epochs: int = 32
     # Peak learning rate, reached at the end of warm-up; the schedule is the paper's

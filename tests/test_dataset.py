@@ -1,9 +1,10 @@
 """Model inputs from shards: cropping, padding and the augmentations (frequency stretch, masks)."""
 import numpy as np
+import pytest
 import torch
 
 from conftest import make_feature_shards
-from pipeline.dataset import ShardDataset, fit_frames, mask_spans, stretch_bins
+from pipeline.dataset import ShardDataset, eval_frames, fit_frames, length_batches, mask_spans, stretch_bins
 from pipeline.settings import FeatureSettings
 from pipeline.shards import open_partition
 
@@ -15,6 +16,37 @@ def test_short_utterances_are_repeat_padded_and_long_ones_cropped():
     cropped, _ = fit_frames(sub, None, 4, 3)
     assert list(cropped[:, 0]) == [3, 4, 5, 6]
 
+
+
+def test_evaluation_input_is_the_first_crop_or_the_whole_utterance():
+    long = np.arange(50, dtype=np.float32)[:, None] * np.ones((1, 45), np.float32)
+    short = long[:7]
+    assert list(eval_frames(long, None, 20, "crop")[0][:, 0]) == list(range(20))
+    # every frame, repeat-padded up to the next multiple of 32 frames
+    assert list(eval_frames(long, None, 20, "whole")[0][:, 0]) == list(range(50)) + list(range(14))
+    assert len(eval_frames(long[:32], None, 20, "whole")[0]) == 32
+    for rule in ("crop", "whole"):  # shorter than the crop: repeat-padded either way
+        assert list(eval_frames(short, None, 20, rule)[0][:, 0]) == [i % 7 for i in range(20)]
+    with pytest.raises(ValueError, match="eval_input"):
+        eval_frames(long, None, 20, "centre")
+
+
+def test_evaluation_dataset_gives_each_utterance_whole(tmp_path):
+    make_feature_shards(tmp_path, FeatureSettings(), n_utts=12, n_shards=1, seed=0)
+    readers = open_partition(tmp_path, FeatureSettings())
+    whole = ShardDataset(readers, 32, train=False, eval_input="whole")
+    crop = ShardDataset(readers, 32, train=False)
+    lengths = [len(readers[0].read(i, with_f0=False)[0]) for i in range(12)]
+    expected = [32 if n <= 32 else -(-n // 32) * 32 for n in lengths]
+    assert [whole[i][0].shape[-1] for i in range(12)] == expected == list(whole.eval_lengths())
+    assert {crop[i][0].shape[-1] for i in range(12)} == {32} == set(crop.eval_lengths())
+    assert max(lengths) > 32  # the fixture has utterances longer than the crop
+
+
+def test_length_batches_group_equal_lengths_in_order():
+    batches = length_batches([64, 32, 64, 96, 64, 32], batch_size=2)
+    assert batches == [[1, 5], [0, 2], [4], [3]]
+    assert sorted(i for b in length_batches([7] * 5 + [3] * 4, 3) for i in b) == list(range(9))
 
 def test_stretch_moves_a_harmonic_like_a_pitch_shift():
     sub = np.full((5, 45), -5.0, np.float32)

@@ -67,6 +67,20 @@ def test_detect_on_good_files_exits_zero_and_prints_a_table(model_path, mixed_fo
     assert lines[0].split() == ["path", "score", "decision"] and len(lines) == 3
 
 
+def test_detect_judges_what_the_model_was_evaluated_on(model_path, tmp_path):
+    """Two files alike for their first second: the same score on the first crop, different ones
+    when the model scores whole utterances (train.eval_input, stored in the model file)."""
+    from pipeline.detect import Detector
+    tone = harmonic(150, seconds=2.0)
+    sf.write(tmp_path / "a.flac", tone, 16000)
+    sf.write(tmp_path / "b.flac", np.concatenate([tone[:16000], harmonic(240, seconds=1.0)]), 16000)
+    detector = Detector(model_path)
+    assert detector.eval_input == "crop"  # TrainSettings' default, as the fixture trained
+    assert detector.score(tmp_path / "a.flac") == pytest.approx(detector.score(tmp_path / "b.flac"), abs=1e-6)
+    detector.eval_input = "whole"
+    assert abs(detector.score(tmp_path / "a.flac") - detector.score(tmp_path / "b.flac")) > 1e-4
+
+
 def test_detect_refuses_a_file_that_is_not_a_model(tmp_path, mixed_folder):
     bad = tmp_path / "model.pt"
     bad.write_text("nope")

@@ -17,6 +17,7 @@ def test_paper_preset_sets_the_full_recipe_and_keeps_comments(tmp_path):
     assert settings.data.root == "/data/LA" and settings.corpus.build is False
     assert (settings.train.frames, settings.train.batch_size, settings.train.epochs) == (600, 64, 32)
     assert settings.train.warmup_steps == 1000 and settings.train.lr_schedule == "noam"
+    assert settings.train.eval_input == "crop"  # the paper's fixed-length input
     # The paper's model selection (best dev epoch), not the mini corpus's weight average.
     assert settings.train.average_epochs == 0 and settings.model.input_norm == "none"
     # ... and none of the mini corpus's augmentation.

@@ -1,13 +1,16 @@
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 import torch
 
 import train
 from conftest import make_feature_shards
+from model import bonafide_score
+from pipeline.dataset import ShardDataset
 from pipeline.settings import FeatureSettings, ModelSettings, Settings, TrainSettings
-from pipeline.shards import ShardError
+from pipeline.shards import ShardError, open_partition
 
 SMALL_MODEL = ModelSettings(layers=[1, 1], planes=[16, 32], scale=4, stem_channels=8)
 QUICK = TrainSettings(frames=32, batch_size=16, epochs=3, lr=0.004, warmup_steps=5, num_workers=0,
@@ -53,6 +56,7 @@ def test_model_file_loads_with_weights_only_and_carries_what_detect_needs(refere
     state = torch.load(out / "model.pt", weights_only=True)
     assert state["feature_fingerprint"] == FeatureSettings().fingerprint()
     assert state["dev_eer"] == summary["best_dev_eer"] and "threshold" in state
+    assert state["eval_input"] == QUICK.eval_input  # the rule the threshold was measured under
     model = train.build_model(ModelSettings(**state["model_settings"]))
     model.load_state_dict(state["model"])
 
@@ -98,6 +102,36 @@ def test_cosine_run_ends_at_zero_and_a_longer_one_starts_over(features_dir, tmp_
     longer = run(features_dir, tmp_path, dataclasses.replace(cosine, epochs=3))
     assert "belongs to other settings" in capsys.readouterr().out
     assert longer["steps"] == 3 * 6
+
+
+def test_whole_utterance_scoring_sees_every_frame_of_each_utterance(features_dir, reference):
+    out, _ = reference
+    model, _ = train.load_model(out / "model.pt")
+    readers = open_partition(features_dir / "dev", FeatureSettings())
+    whole = ShardDataset(readers, QUICK.frames, train=False, eval_input="whole")
+    crop = ShardDataset(readers, QUICK.frames, train=False)
+    cpu = torch.device("cpu")
+    scores, labels = train.score_dataset(model, whole, QUICK, cpu)
+    assert list(labels) == list(whole.labels)
+    for i in range(0, len(whole), 7):  # each utterance alone, at its own length
+        with torch.no_grad():
+            alone = float(bonafide_score(model(whole[i][0][None]))[0])
+        assert scores[i] == pytest.approx(alone, abs=1e-5)
+    crop_scores, _ = train.score_dataset(model, crop, QUICK, cpu)
+    longer = np.array([whole[i][0].shape[-1] > QUICK.frames for i in range(len(whole))])
+    assert longer.any() and not np.allclose(scores[longer], crop_scores[longer], atol=1e-4)
+    assert np.allclose(scores[~longer], crop_scores[~longer], atol=1e-5)
+
+
+def test_an_input_longer_than_the_limit_is_scored_as_the_mean_of_its_pieces(reference, monkeypatch):
+    out, _ = reference
+    model, _ = train.load_model(out / "model.pt")
+    x = torch.randn(1, 1, 45, 100)
+    with torch.no_grad():
+        pieces = [float(bonafide_score(model(p))[0]) for p in (x[..., :34], x[..., 34:67], x[..., 67:])]
+        monkeypatch.setattr(train, "MAX_SCORED_FRAMES", 40)
+        score = float(train.score_inputs(model, x, torch.device("cpu"), "fp32")[0])
+    assert score == pytest.approx(np.mean(pieces), abs=1e-5)
 
 
 def test_shards_of_other_feature_settings_are_refused(features_dir, tmp_path):
