@@ -25,8 +25,10 @@ def fit_frames(subband: np.ndarray, f0: np.ndarray | None, frames: int, start: i
 # network: "crop" = its first train.frames frames (training's crop length; the paper's
 # fixed-length input); "whole" = all of its frames, so a long utterance is judged on all it holds.
 # Both repeat-pad an utterance shorter than train.frames to train.frames. A longer whole
-# utterance is repeat-padded up to a multiple of WHOLE_STEP frames (at most 0.25 s more at hop
-# 130), so utterances of similar length share an input length and are scored in one batch.
+# utterance is cut to a multiple of WHOLE_STEP frames (its last frames, at most 0.25 s at hop
+# 130, mostly trailing silence, are left out), so utterances of similar length share an input
+# length and are scored in one batch. Cutting, not padding: repeat-padding appends the
+# utterance's start after its end, a splice the network may read as a spoofing artefact.
 EVAL_INPUTS = ("crop", "whole")
 WHOLE_STEP = 32
 
@@ -37,7 +39,7 @@ def eval_length(n: int, frames: int, eval_input: str) -> int:
         raise ValueError(f"eval_input must be one of {EVAL_INPUTS}, got {eval_input!r}")
     if eval_input == "crop" or n <= frames:
         return frames
-    return -(-n // WHOLE_STEP) * WHOLE_STEP
+    return max(frames, n // WHOLE_STEP * WHOLE_STEP)
 
 
 def eval_frames(subband: np.ndarray, f0: np.ndarray | None, frames: int, eval_input: str):

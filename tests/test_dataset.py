@@ -22,9 +22,10 @@ def test_evaluation_input_is_the_first_crop_or_the_whole_utterance():
     long = np.arange(50, dtype=np.float32)[:, None] * np.ones((1, 45), np.float32)
     short = long[:7]
     assert list(eval_frames(long, None, 20, "crop")[0][:, 0]) == list(range(20))
-    # every frame, repeat-padded up to the next multiple of 32 frames
-    assert list(eval_frames(long, None, 20, "whole")[0][:, 0]) == list(range(50)) + list(range(14))
-    assert len(eval_frames(long[:32], None, 20, "whole")[0]) == 32
+    # every frame up to the last multiple of 32 frames, never fewer than the crop
+    assert list(eval_frames(long, None, 20, "whole")[0][:, 0]) == list(range(32))
+    assert list(eval_frames(long, None, 40, "whole")[0][:, 0]) == list(range(40))
+    assert len(eval_frames(np.tile(long, (2, 1)), None, 20, "whole")[0]) == 96
     for rule in ("crop", "whole"):  # shorter than the crop: repeat-padded either way
         assert list(eval_frames(short, None, 20, rule)[0][:, 0]) == [i % 7 for i in range(20)]
     with pytest.raises(ValueError, match="eval_input"):
@@ -37,7 +38,7 @@ def test_evaluation_dataset_gives_each_utterance_whole(tmp_path):
     whole = ShardDataset(readers, 32, train=False, eval_input="whole")
     crop = ShardDataset(readers, 32, train=False)
     lengths = [len(readers[0].read(i, with_f0=False)[0]) for i in range(12)]
-    expected = [32 if n <= 32 else -(-n // 32) * 32 for n in lengths]
+    expected = [max(32, n // 32 * 32) for n in lengths]
     assert [whole[i][0].shape[-1] for i in range(12)] == expected == list(whole.eval_lengths())
     assert {crop[i][0].shape[-1] for i in range(12)} == {32} == set(crop.eval_lengths())
     assert max(lengths) > 32  # the fixture has utterances longer than the crop
