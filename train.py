@@ -4,8 +4,8 @@
                     [--gpu ID] [--out_fold models] [--resume | --fresh]
 
 The flags are the original recipe's CLI; each overrides its params.yaml key (train.*).
-Each epoch trains on `train`, scores `dev`, and keeps the model with the best dev EER in
-<out_fold>/model.pt. <out_fold>/checkpoint.pt holds everything needed to continue (weights,
+Each epoch trains on `train`; <out_fold>/model.pt is the weight average of the last epochs
+(train.average_epochs) or the epoch with the best dev EER; dev is scored as train.dev_every says. <out_fold>/checkpoint.pt holds everything needed to continue (weights,
 optimiser, schedule, A-Softmax step, epoch): a killed run continues from its last finished
 epoch when rerun with the same settings. Curves are logged with dvclive.
 """
@@ -18,45 +18,26 @@ import hashlib
 import json
 import math
 import os
-import random
 import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, RandomSampler
-from torch.utils.data.distributed import DistributedSampler
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from model import asoftmax_loss, bonafide_score, build_model, count_parameters, margin_lambda
-from pipeline.dataset import ShardDataset, length_batches
+from model import asoftmax_loss, build_model, count_parameters, margin_lambda
+from pipeline.dataset import EpochSampler, ShardDataset
 from pipeline.metrics import compute_eer
-from pipeline.settings import ModelSettings, Settings, SettingsError, TrainSettings, load_settings
+from pipeline.scoring import (CHECKPOINT_FORMAT, MODEL_FORMAT, CheckpointError, autocast, eval_loader,
+                              load_checkpoint, resolve_device, resolve_precision, score_dataset, to_device)
+from pipeline.settings import Settings, SettingsError, TrainSettings, load_settings
 from pipeline.shards import ShardError, open_partition
-
-CHECKPOINT_FORMAT = "srla-checkpoint/1"
-
-
-class CheckpointError(ValueError):
-    pass
-
-MODEL_FORMAT = "srla-model/1"
 
 
 # ---------------------------------------------------------------- set-up
-
-def resolve_device(setting: str) -> torch.device:
-    if setting == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(setting)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SettingsError(f"train.device: {setting} asked for, but no CUDA device is available")
-    return device
-
 
 def setup_distributed(device_setting: str) -> tuple[int, int, torch.device]:
     """(rank, world size, device). Under torchrun (WORLD_SIZE > 1) joins the process group:
@@ -72,16 +53,21 @@ def setup_distributed(device_setting: str) -> tuple[int, int, torch.device]:
     return dist.get_rank(), world, device
 
 
-def autocast(device: torch.device, precision: str):
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return nullcontext()
+def loader_workers(setting, world: int) -> int:
+    """train.num_workers: a number, or auto = the cores this process may use, shared by the ranks."""
+    if setting != "auto":
+        return setting
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // world)
 
 
-def seed_worker(worker_id: int) -> None:
-    seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)
-    random.seed(seed)
+def use_compile_cache(folder: str) -> Path:
+    """Keep torch.compile's kernels in `folder` (train.compile_cache) across runs: a later run with
+    the same shapes loads them instead of compiling for minutes. An outside
+    TORCHINDUCTOR_CACHE_DIR wins."""
+    path = Path(os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(folder).resolve())))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def warmup_factor(step: int, warmup: int) -> float:
@@ -108,13 +94,14 @@ def lr_factor(step: int, warmup: int, schedule: str = "noam", total: int = 0) ->
 def run_digest(settings: Settings, train_index: dict) -> str:
     """Identifies a training run: a checkpoint only resumes a run with the same digest.
 
-    Device and worker count are left out, so a run can move between machines; so is the epoch
+    Device, worker count, dev scoring and the compile cache are left out, so a run can move
+    between machines; so is the epoch
     count under the noam schedule, so a finished run can be extended (and the schedule's name,
     so checkpoints from before train.lr_schedule existed still resume). The cosine schedule's
     shape depends on the epoch count, so there it is part of the run.
     """
     noam = settings.train.lr_schedule == "noam"
-    left_out = ("device", "num_workers") + (("epochs", "lr_schedule") if noam else ())
+    left_out = ("device", "num_workers", "dev_every", "compile_cache") + (("epochs", "lr_schedule") if noam else ())
     train = {k: v for k, v in dataclasses.asdict(settings.train).items() if k not in left_out}
     payload = {"model": dataclasses.asdict(settings.model), "train": train,
                "features": settings.features.fingerprint(),
@@ -134,60 +121,17 @@ def atomic_save(obj, path: Path) -> None:
 
 # ---------------------------------------------------------------- one epoch
 
-def make_loader(dataset, settings: TrainSettings, device, shuffle: bool, epoch: int,
-                rank: int = 0, world: int = 1, batches: list[list[int]] | None = None) -> DataLoader:
-    if batches is not None:  # fixed batches of indices (evaluation of whole utterances)
-        return DataLoader(dataset, batch_sampler=batches, num_workers=settings.num_workers,
-                          worker_init_fn=seed_worker, pin_memory=device.type == "cuda")
-    sampler = None
-    seed = settings.seed * 1000 + epoch
-    if shuffle and world > 1:
-        # The same permutation as one process would draw; rank r takes every world-th item of it,
-        # so the ranks' batches together are the single-process batch.
-        sampler = DistributedSampler(dataset, world, rank, shuffle=True, seed=settings.seed * 1000)
-        sampler.set_epoch(epoch)
-    elif shuffle:
-        # A fresh generator per epoch: the order depends only on (seed, epoch), so resuming
-        # at an epoch boundary replays exactly what an uninterrupted run would have done.
-        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
-    return DataLoader(dataset, batch_size=settings.batch_size // world, sampler=sampler, shuffle=False,
-                      num_workers=settings.num_workers, worker_init_fn=seed_worker,
-                      pin_memory=device.type == "cuda", drop_last=False,
-                      persistent_workers=False)
-
-
-# Evaluation inputs longer than this are scored in equal consecutive pieces and the pieces'
-# scores averaged, so a long recording given to detect cannot exhaust memory (4096 frames at
-# the paper's hop of 130 samples: 33 s).
-MAX_SCORED_FRAMES = 4096
-
-
-@torch.no_grad()
-def score_inputs(model, x: torch.Tensor, device, precision: str) -> torch.Tensor:
-    """Bona fide scores of a batch of inputs [B, C, bins, frames] (the model in eval mode)."""
-    pieces = -(-x.shape[-1] // MAX_SCORED_FRAMES)
-    total = torch.zeros(x.shape[0])
-    for piece in torch.tensor_split(x, pieces, dim=-1):
-        with autocast(device, precision):
-            total += bonafide_score(model(piece.to(device, non_blocking=True))).float().cpu()
-    return total / pieces
-
-
-@torch.no_grad()
-def score_dataset(model, dataset, settings: TrainSettings, device) -> tuple[np.ndarray, np.ndarray]:
-    """Bona fide scores and labels in dataset order, on the dataset's evaluation input: batches
-    of settings.batch_size crops, or of whole utterances of equal input length (an utterance's
-    score does not depend on which others share its batch)."""
-    model.eval()
-    scores = np.zeros(len(dataset), np.float64)
-    labels = np.zeros(len(dataset), np.int64)
-    batches = None
-    if getattr(dataset, "eval_input", "crop") == "whole":
-        batches = length_batches(dataset.eval_lengths(), settings.batch_size)
-    for x, y, index in make_loader(dataset, settings, device, shuffle=False, epoch=0, batches=batches):
-        scores[index.numpy()] = score_inputs(model, x, device, settings.precision).numpy()
-        labels[index.numpy()] = y.numpy()
-    return scores, labels
+def make_loader(dataset, settings: TrainSettings, device, workers: int,
+                rank: int = 0, world: int = 1) -> DataLoader:
+    """The training loader for the whole run: its sampler's set_epoch picks the epoch, and its
+    workers persist across epochs (the draws depend on (seed, epoch, item) only)."""
+    sampler = EpochSampler(len(dataset), settings.batch_size, settings.seed, rank, world)
+    return DataLoader(dataset, batch_size=settings.batch_size // world, sampler=sampler,
+                      num_workers=workers, pin_memory=device.type == "cuda",
+                      persistent_workers=workers > 0, prefetch_factor=4 if workers else None,
+                      # its own generator for the workers' base seed, so the global RNG (dropout)
+                      # sees the same draws whether the workers were started this epoch or before
+                      generator=torch.Generator().manual_seed(settings.seed))
 
 
 def accumulate_average(average: dict | None, model, count: int) -> dict:
@@ -200,8 +144,9 @@ def accumulate_average(average: dict | None, model, count: int) -> dict:
     return average
 
 
-def averaged_model(model, average: dict, dataset, settings: TrainSettings, device):
-    """A copy of model holding the averaged weights, with BatchNorm statistics recomputed on dataset."""
+def averaged_model(model, average: dict, loader, device, precision: str):
+    """A copy of model holding the averaged weights, with BatchNorm statistics recomputed over
+    one pass of the training loader (training crops, no augmentation draws change the weights)."""
     final = copy.deepcopy(model)
     with torch.no_grad():
         for name, p in final.named_parameters():
@@ -212,30 +157,32 @@ def averaged_model(model, average: dict, dataset, settings: TrainSettings, devic
         m.momentum = None  # a plain average over every batch
     final.train()
     with torch.no_grad():
-        for x, _, _ in make_loader(dataset, settings, device, shuffle=False, epoch=0):
-            with autocast(device, settings.precision):
-                final(x.to(device, non_blocking=True))
+        for x, _, _ in loader:
+            with autocast(device, precision):
+                final(to_device(x, device))
     for m, momentum in norms.items():
         m.momentum = momentum
     return final.eval()
 
 
 def train_step(model, x, y, optimizer, lam: float, device, precision: str, micro_batch: int = 0):
-    """One optimiser step on a batch; returns (summed loss, correct predictions) over the batch.
+    """One optimiser step on a batch; returns (summed loss, correct predictions) over the batch as
+    tensors on the device: nothing here waits for the device, the epoch reads them once at its end.
 
     With micro_batch > 0 the batch goes through in chunks of that size whose gradients add up
     to the whole batch's (activation memory of one chunk; BatchNorm statistics per chunk).
     """
     optimizer.zero_grad(set_to_none=True)
-    total_loss, correct = 0.0, 0
+    total_loss = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
     size = micro_batch or len(y)
     for xc, yc in zip(torch.split(x, size), torch.split(y, size)):
         with autocast(device, precision):
             out = model(xc)
         loss = asoftmax_loss(out, yc, lam)
         (loss * (len(yc) / len(y))).backward()
-        total_loss += loss.item() * len(yc)
-        correct += int((out.cos_theta.argmax(dim=1) == yc).sum())
+        total_loss += loss.detach() * len(yc)
+        correct += (out.cos_theta.detach().argmax(dim=1) == yc).sum()
     optimizer.step()
     return total_loss, correct
 
@@ -245,30 +192,33 @@ def epoch_steps(loader: DataLoader, settings: TrainSettings) -> int:
     return min(settings.max_steps_per_epoch or len(loader), len(loader))
 
 
-def train_epoch(model, loader, optimizer, scheduler, settings: Settings, device, step: int, progress: bool):
+def train_epoch(model, loader, optimizer, scheduler, settings: Settings, device, precision: str,
+                step: int, progress: bool):
     """Returns (mean loss, accuracy, optimiser steps done so far, samples/s)."""
     model.train()
     ms, ts = settings.model, settings.train
-    total_loss, correct, seen = 0.0, 0, 0
+    total_loss = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    seen = 0
     started = time.perf_counter()
     limit = epoch_steps(loader, ts)
     for batch, (x, y, _) in enumerate(tqdm(loader, total=limit, disable=not progress,
                                            desc="train", unit="batch", leave=False)):
         if batch >= limit:
             break
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        x, y = to_device(x, device), y.to(device, non_blocking=True)
         lam = margin_lambda(step, ms.lambda_min, ms.lambda_base, ms.lambda_gamma)
-        batch_loss, batch_correct = train_step(model, x, y, optimizer, lam, device, ts.precision, ts.micro_batch)
+        batch_loss, batch_correct = train_step(model, x, y, optimizer, lam, device, precision, ts.micro_batch)
         scheduler.step()
         step += 1
         total_loss += batch_loss
         correct += batch_correct
         seen += len(y)
-    elapsed = time.perf_counter() - started
+    totals = torch.stack([total_loss.double(), correct.double(), torch.tensor(float(seen), device=device)])
     if dist.is_initialized():  # every rank saw its own part: report the whole
-        totals = torch.tensor([total_loss, correct, seen], dtype=torch.float64, device=device)
         dist.all_reduce(totals)
-        total_loss, correct, seen = totals.tolist()
+    total_loss, correct, seen = totals.tolist()  # the epoch's one wait for the device
+    elapsed = time.perf_counter() - started
     return total_loss / max(seen, 1), correct / max(seen, 1), step, seen / max(elapsed, 1e-9)
 
 
@@ -303,23 +253,30 @@ def _train(settings, features_dir, out_dir, metrics_path, live_dir, resume, prog
     train_index = json.loads((features_dir / "train" / "index.json").read_text())
     train_set = ShardDataset(train_readers, ts.frames, train=True, f0_channel=ms.f0_channel,
                              freq_stretch=ts.freq_stretch, mask_bins=ts.mask_bins,
-                             mask_frames=ts.mask_frames)
+                             mask_frames=ts.mask_frames, seed=ts.seed)
     dev_set = ShardDataset(dev_readers, ts.frames, train=False, f0_channel=ms.f0_channel,
                            eval_input=ts.eval_input)
+    precision, precision_reason = resolve_precision(ts.precision, device)
+    workers = loader_workers(ts.num_workers, world)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # input shapes repeat: pick the fastest kernels once
 
     torch.manual_seed(ts.seed)
-    model = build_model(ms).to(device)
+    model = build_model(ms).to(device, memory_format=torch.channels_last)
     # BatchNorm: each rank normalises with its own batch share; DDP copies rank 0's running
     # statistics to every rank at each forward, so all ranks hold the same model.
     wrapped = model
     if world > 1:
         wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     # The compiled module shares its parameters with `model`: checkpoints save `model`.
-    runner = torch.compile(wrapped) if ts.compile else wrapped
+    runner = wrapped
+    if ts.compile:
+        use_compile_cache(ts.compile_cache)
+        runner = torch.compile(wrapped)
     optimizer = torch.optim.Adam(model.parameters(), lr=ts.lr, betas=(ts.beta1, ts.beta2), eps=ts.eps,
                                  weight_decay=ts.weight_decay, amsgrad=ts.amsgrad)
-    total_steps = ts.epochs * epoch_steps(make_loader(train_set, ts, device, shuffle=True, epoch=0,
-                                                      rank=rank, world=world), ts)
+    loader = make_loader(train_set, ts, device, workers, rank, world)
+    total_steps = ts.epochs * epoch_steps(loader, ts)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s + 1, ts.warmup_steps, ts.lr_schedule, total_steps))
     digest = run_digest(settings, train_index)
@@ -356,43 +313,52 @@ def _train(settings, features_dir, out_dir, metrics_path, live_dir, resume, prog
             say(f"train: resuming after epoch {start_epoch} (step {step}) from {checkpoint_path}")
 
     say(f"train: {count_parameters(model):,} parameters, {ms.arch} + {ms.head}, device {device}"
-        f"{f' x {world} ranks' if world > 1 else ''}, {len(train_set)} train / {len(dev_set)} dev utterances, "
-        f"{ts.frames} frames")
+        f"{f' x {world} ranks' if world > 1 else ''}, {precision} ({precision_reason}), "
+        f"{len(train_set)} train / {len(dev_set)} dev utterances, {ts.frames} frames, {workers} loader workers")
     live = None
     if live_dir is not None:
         from dvclive import Live
         live = Live(str(live_dir), save_dvc_exp=False, dvcyaml=None)
         for record in history:  # a resumed run replays its earlier epochs, so the curves are whole
             log_epoch(live, record)
+    # Best-epoch selection needs every epoch's dev EER; with weight averaging only dev_every's.
+    dev_every = ts.dev_every if ts.average_epochs else 1
+    dev_loader = eval_loader(dev_set, ts.batch_size, 0, device) if master else None
+
+    def score_dev(net):
+        scores, labels = score_dataset(net, dev_set, ts.batch_size, device, precision, loader=dev_loader)
+        return compute_eer(scores[labels == 1], scores[labels == 0])
+
     try:
         for epoch in range(start_epoch, ts.epochs):
-            torch.manual_seed(ts.seed * 1000 + epoch)
-            loader = make_loader(train_set, ts, device, shuffle=True, epoch=epoch, rank=rank, world=world)
+            torch.manual_seed(ts.seed * 1000 + epoch)  # dropout draws
+            loader.sampler.set_epoch(epoch)
             loss, accuracy, step, speed = train_epoch(runner, loader, optimizer, scheduler, settings,
-                                                      device, step, progress)
+                                                      device, precision, step, progress)
             if master:
-                scores, labels = score_dataset(model, dev_set, ts, device)
-                dev_eer, threshold = compute_eer(scores[labels == 1], scores[labels == 0])
+                dev_eer = threshold = None
+                if dev_every and (epoch + 1) % dev_every == 0:
+                    dev_eer, threshold = score_dev(model)
                 record = {"epoch": epoch + 1, "step": step, "train_loss": loss, "train_accuracy": accuracy,
                           "lr": optimizer.param_groups[0]["lr"], "dev_eer": dev_eer, "samples_per_s": speed}
                 history.append(record)
                 say(f"epoch {epoch + 1}/{ts.epochs}: loss {loss:.4f}  acc {accuracy:.3f}  "
-                    f"dev EER {dev_eer:.2%}  lr {record['lr']:.2e}  {speed:.1f} samples/s")
-                if best["dev_eer"] is None or dev_eer < best["dev_eer"]:
+                    + (f"dev EER {dev_eer:.2%}  " if dev_eer is not None else "")
+                    + f"lr {record['lr']:.2e}  {speed:.1f} samples/s")
+                if dev_eer is not None and (best["dev_eer"] is None or dev_eer < best["dev_eer"]):
                     best = {"dev_eer": dev_eer, "epoch": epoch + 1, "threshold": threshold}
-                    best_file = model_file(model, settings, best, step)
+                    best_file = model_file(model, settings, best, step, precision)
                     atomic_save(best_file, model_path)
                 if epoch >= average_from:
                     average = accumulate_average(average, model, averaged)
                     averaged += 1
                 if ts.average_epochs and epoch + 1 == ts.epochs:
                     # The final model is the weight average, whatever the single epochs scored.
-                    final = averaged_model(model, average, train_set, ts, device)
-                    scores, labels = score_dataset(final, dev_set, ts, device)
-                    dev_eer, threshold = compute_eer(scores[labels == 1], scores[labels == 0])
+                    final = averaged_model(model, average, loader, device, precision)
+                    dev_eer, threshold = score_dev(final)
                     best = {"dev_eer": dev_eer, "epoch": epoch + 1, "threshold": threshold,
                             "averaged_epochs": averaged}
-                    best_file = model_file(final, settings, best, step)
+                    best_file = model_file(final, settings, best, step, precision)
                     atomic_save(best_file, model_path)
                     say(f"average of the last {averaged} epochs: dev EER {dev_eer:.2%}")
                 # The best model travels in the checkpoint too, so a resumed run can restore model.pt.
@@ -416,7 +382,8 @@ def _train(settings, features_dir, out_dir, metrics_path, live_dir, resume, prog
                "steps": step, "parameters": count_parameters(model),
                "final_train_loss": history[-1]["train_loss"] if history else None,
                "final_train_accuracy": history[-1]["train_accuracy"] if history else None,
-               "train_samples_per_s": history[-1]["samples_per_s"] if history else None}
+               "train_samples_per_s": history[-1]["samples_per_s"] if history else None,
+               "precision": precision, "precision_reason": precision_reason}
     if world > 1:
         summary["ranks"] = world
         summary["rank_weight_max_difference"] = ranks_disagreement(model)
@@ -439,42 +406,21 @@ def ranks_disagreement(model) -> float:
 
 def log_epoch(live, record: dict) -> None:
     for key in ("train_loss", "train_accuracy", "lr", "dev_eer"):
-        live.log_metric(key, record[key])
+        if record.get(key) is not None:
+            live.log_metric(key, record[key])
     live.next_step()
 
 
-def model_file(model, settings: Settings, best: dict, step: int) -> dict:
+def model_file(model, settings: Settings, best: dict, step: int, precision: str) -> dict:
     """What detect and evaluate need: weights, settings, feature fingerprint, threshold."""
     return {"format": MODEL_FORMAT, "model": model.state_dict(),
             "model_settings": dataclasses.asdict(settings.model),
             "feature_settings": dataclasses.asdict(settings.features),
             "feature_fingerprint": settings.features.fingerprint(),
             "frames": settings.train.frames, "eval_input": settings.train.eval_input,
-            "precision": settings.train.precision,
+            "precision": precision,  # a hint for scoring: bf16 only where it is native there
             "threshold": best["threshold"],
             "dev_eer": best["dev_eer"], "epoch": best["epoch"], "step": step}
-
-
-def load_checkpoint(path: Path) -> dict:
-    """Load a checkpoint or model file safely (weights_only); a clear error if it is not one."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several unrelated types for a bad file
-        raise CheckpointError(f"{path}: not a loadable checkpoint ({type(err).__name__}: {err})") from None
-    if not isinstance(state, dict) or state.get("format") not in (CHECKPOINT_FORMAT, MODEL_FORMAT):
-        raise CheckpointError(f"{path}: not a checkpoint of this project")
-    return state
-
-
-def load_model(path: Path) -> tuple[torch.nn.Module, dict]:
-    """(network in eval mode, model file contents) from a model.pt written by training."""
-    state = load_checkpoint(path)
-    if state.get("format") != MODEL_FORMAT:
-        raise CheckpointError(f"{path}: a training checkpoint, not a model file; use models/model.pt")
-    model = build_model(ModelSettings(**state["model_settings"]))
-    model.load_state_dict(state["model"])
-    model.eval()
-    return model, state
 
 
 def apply_cli(settings: Settings, args) -> Settings:

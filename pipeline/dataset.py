@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 
 def fit_frames(subband: np.ndarray, f0: np.ndarray | None, frames: int, start: int | None):
@@ -114,10 +114,11 @@ class ShardDataset(Dataset):
 
     def __init__(self, readers, frames: int, train: bool, f0_channel: bool = False,
                  freq_stretch: float = 0.0, mask_bins: int = 0, mask_frames: int = 0,
-                 eval_input: str = "crop"):
+                 eval_input: str = "crop", seed: int = 0):
         if eval_input not in EVAL_INPUTS:
             raise ValueError(f"eval_input must be one of {EVAL_INPUTS}, got {eval_input!r}")
         self.eval_input = eval_input
+        self.seed = seed
         self.readers = readers
         self.freq_stretch = freq_stretch if train else 0.0
         self.mask_bins, self.mask_frames = (mask_bins, mask_frames) if train else (0, 0)
@@ -145,20 +146,56 @@ class ShardDataset(Dataset):
         r = self.readers[shard]
         return r.utt_id[i], r.attack[i], int(r.label[i])
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, key):
+        """key: an index, or (index, epoch) from EpochSampler. With (index, epoch) a training
+        item's crop and augmentations are drawn from a generator seeded by (seed, epoch, index),
+        so they do not depend on the worker that reads it, nor on what that worker read before
+        (persistent workers, any num_workers, a resumed run: the same draws)."""
+        index, generator = key, None
+        if isinstance(key, (tuple, list)):
+            index, epoch = int(key[0]), int(key[1])
+            state = np.random.SeedSequence([self.seed, epoch, index]).generate_state(2, np.uint32)
+            generator = torch.Generator().manual_seed(int(state[0]) << 31 | int(state[1]) >> 1)
         shard, i = self.locate(index)
         subband, f0 = self.readers[shard].read(i, with_f0=self.f0_channel)
         if self.train:
             start = None
             if len(subband) > self.frames:
-                start = int(torch.randint(0, len(subband) - self.frames + 1, ()).item())
+                start = int(torch.randint(0, len(subband) - self.frames + 1, (), generator=generator))
             subband, f0 = fit_frames(subband, f0, self.frames, start)
         else:
             subband, f0 = eval_frames(subband, f0, self.frames, self.eval_input)
         if self.freq_stretch > 0:
             limit = np.log1p(self.freq_stretch)
-            factor = float(np.exp((torch.rand(()).item() * 2 - 1) * limit))
+            factor = float(np.exp((float(torch.rand((), generator=generator)) * 2 - 1) * limit))
             subband, f0 = stretch_bins(subband, f0, factor)
         if self.mask_bins or self.mask_frames:
-            subband = mask_spans(subband, self.mask_bins, self.mask_frames)
+            subband = mask_spans(subband, self.mask_bins, self.mask_frames, generator)
         return model_input(subband, f0, self.f0_channel), int(self.labels[index]), index
+
+
+class EpochSampler(Sampler):
+    """One epoch's shuffled order as (index, epoch) keys for ShardDataset, for rank `rank` of `world`.
+
+    The permutation depends only on (seed, epoch) (set_epoch), so a resumed run replays an
+    uninterrupted one and the loader's workers can persist across epochs. The tail that does not
+    fill a global batch is dropped (a short last batch would be a different shape, a second
+    compilation under torch.compile, and noisier BatchNorm statistics). Rank r takes every
+    world-th item of the kept order, so the ranks' batches of batch_size // world together are
+    exactly the single-process batch.
+    """
+
+    def __init__(self, size: int, batch_size: int, seed: int, rank: int = 0, world: int = 1):
+        self.size, self.batch_size, self.seed, self.rank, self.world = size, batch_size, seed, rank, world
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size // self.batch_size * self.batch_size // self.world
+
+    def __iter__(self):
+        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 1000 + self.epoch))
+        kept = order[:self.size // self.batch_size * self.batch_size]
+        return iter([(int(i), self.epoch) for i in kept[self.rank::self.world]])

@@ -22,6 +22,7 @@ import features
 from pipeline.dataset import eval_frames, model_input
 from pipeline.metrics import ScoreError, compute_eer
 from pipeline.protocol import parse_protocol
+from pipeline.scoring import load_model, score_inputs, scoring_precision
 from pipeline.settings import FeatureSettings
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".snd",
@@ -32,17 +33,16 @@ class Detector:
     """A loaded model with the feature settings it was trained on."""
 
     def __init__(self, model_path: Path):
-        from train import load_model  # the one safe (weights_only) loader
         self.model, state = load_model(model_path)
         self.feature_settings = FeatureSettings(**state["feature_settings"])
         self.f0_channel = state["model_settings"]["f0_channel"]
         self.frames = state["frames"]
         self.eval_input = state.get("eval_input", "crop")  # model files from before the setting: crop
         self.threshold = state["threshold"]
-        self.precision = state.get("precision", "fp32")
+        # The model file's precision is a hint: bf16 only where this CPU runs it natively.
+        self.precision = scoring_precision(state.get("precision", "fp32"), torch.device("cpu"))
 
     def score(self, path) -> float:
-        from train import score_inputs  # the evaluate stage's scoring, piece rule included
         fs = self.feature_settings
         waveform = features.load_audio(path, fs.sample_rate)
         subband, f0 = features.extract(waveform, fs.sample_rate, fs)

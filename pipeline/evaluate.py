@@ -10,7 +10,6 @@ plots/<partition>/ (CSV for `dvc plots`, PNG for people) and reports/<partition>
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -20,9 +19,9 @@ import numpy as np
 from pipeline.dataset import ShardDataset
 from pipeline import report
 from pipeline.metrics import ScoreError, asv_operating_point, compute_eer, min_tdcf, min_tdcf_2021
+from pipeline.scoring import CheckpointError, load_model, resolve_device, score_dataset, scoring_precision
 from pipeline.settings import PARTITIONS, EvaluateSettings, SettingsError, load_settings
 from pipeline.shards import ShardError, open_partition
-from train import CheckpointError, load_model, resolve_device, score_dataset
 
 
 def write_scores(path: Path, utterances: list[tuple[str, str, int]], scores: np.ndarray) -> None:
@@ -95,8 +94,8 @@ def main(argv=None) -> int:
         dataset = ShardDataset(readers, state["frames"], train=False,
                                f0_channel=state["model_settings"]["f0_channel"],
                                eval_input=state.get("eval_input", "crop"))
-        scoring = dataclasses.replace(settings.train, batch_size=settings.evaluate.batch_size)
-        scores, labels = score_dataset(model, dataset, scoring, device)
+        precision = scoring_precision(state.get("precision", "fp32"), device)
+        scores, labels = score_dataset(model, dataset, settings.evaluate.batch_size, device, precision)
         utterances = [dataset.utterance(i) for i in range(len(dataset))]
         write_scores(Path(args.scores) / f"{args.partition}.txt", utterances, scores)
         attacks = [attack for _, attack, _ in utterances]

@@ -15,7 +15,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
 import yaml
 
@@ -217,20 +217,24 @@ class TrainSettings:
     weight_decay: float = 1.0e-4
     amsgrad: bool = True
     seed: int = 1
-    # bf16 autocast (CPU with AMX, or CUDA) or plain fp32.
-    precision: Literal["bf16", "fp32"] = "bf16"
+    # auto: bf16 autocast where the hardware has it natively (CUDA with bf16; a CPU with AMX or
+    # AVX512_BF16), fp32 otherwise (AVX2 CPUs, where a bf16 step is 2-5x slower than fp32).
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
     # "auto": CUDA when present, else CPU; or "cpu", "cuda", "cuda:1".
     device: str = "auto"
     # Processes (ranks) of the torchrun launch in dvc.yaml: 1 = a single process; N > 1 trains
     # with DistributedDataParallel on N GPUs (NCCL) or N CPU processes (gloo).
     nproc: int = 1
-    num_workers: int = 1
+    # DataLoader worker processes, kept for the whole run; auto = the cores available to this rank.
+    num_workers: Union[int, Literal["auto"]] = "auto"
     # Split each batch into chunks of this many utterances (0 = whole batch): the same gradient
     # with one chunk's activation memory; BatchNorm statistics are per chunk.
     micro_batch: int = 0
     # torch.compile the training step: about 2x faster per step, but the first step compiles
-    # for minutes, so it pays off only on long runs.
+    # for minutes, so it pays off only on long runs. Compiled kernels are kept in compile_cache
+    # (TORCHINDUCTOR_CACHE_DIR), so later runs of the same shapes skip most of that.
     compile: bool = False
+    compile_cache: str = ".cache/torch-inductor"
     # Stop an epoch after this many batches (0 = the whole partition); for quick checks.
     max_steps_per_epoch: int = 0
     # Frequency-axis stretch augmentation: each training crop's bins are rescaled by a factor
@@ -244,6 +248,10 @@ class TrainSettings:
     # (BatchNorm statistics are then recomputed on the training data); 0 = off: the model is
     # the epoch with the best dev EER.
     average_epochs: int = 0
+    # Score dev after every dev_every-th epoch (0 = only the final model). The final model is
+    # always scored (its EER threshold goes into the model file); with average_epochs 0 the
+    # model is the best epoch on dev, so dev is then scored after every epoch.
+    dev_every: int = 1
 
     def validate(self, path: str) -> None:
         if self.average_epochs < 0:
@@ -253,7 +261,9 @@ class TrainSettings:
         if self.batch_size % self.nproc:
             raise SettingsError(f"{path}.batch_size: {self.batch_size} does not split evenly over nproc={self.nproc}")
         _positive(self.lr, f"{path}.lr")
-        for name in ("num_workers", "max_steps_per_epoch", "micro_batch", "mask_bins", "mask_frames"):
+        if self.num_workers != "auto" and self.num_workers < 0:
+            raise SettingsError(f"{path}.num_workers: must be auto or >= 0, got {self.num_workers}")
+        for name in ("max_steps_per_epoch", "micro_batch", "mask_bins", "mask_frames", "dev_every"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{path}.{name}: must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.freq_stretch <= 1:
@@ -314,8 +324,14 @@ def _check_type(value, hint, path: str):
         args = typing.get_args(hint)
         if value is None and type(None) in args:
             return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _check_type(value, inner, path)
+        inner = [a for a in args if a is not type(None)]
+        errors = []
+        for hint_option in inner:  # the first alternative that takes the value
+            try:
+                return _check_type(value, hint_option, path)
+            except SettingsError as err:
+                errors.append(str(err).split(": ", 1)[1].rsplit(", got", 1)[0])
+        raise SettingsError(f"{path}: {' or '.join(errors)}, got {value!r}")
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise SettingsError(f"{path}: must be a number, got {value!r}")

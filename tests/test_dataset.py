@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from conftest import make_feature_shards
-from pipeline.dataset import ShardDataset, eval_frames, fit_frames, length_batches, mask_spans, stretch_bins
+from pipeline.dataset import EpochSampler, ShardDataset, eval_frames, fit_frames, length_batches, mask_spans, stretch_bins
 from pipeline.settings import FeatureSettings
 from pipeline.shards import open_partition
 
@@ -112,3 +112,41 @@ def test_only_training_items_are_masked(tmp_path):
     masked = ShardDataset(readers, 1000, train=True, mask_bins=8, mask_frames=10)
     unmasked = ShardDataset(readers, 1000, train=True)
     assert any(not np.array_equal(masked[i][0].numpy(), unmasked[i][0].numpy()) for i in range(len(masked)))
+
+
+def test_epoch_order_drops_the_short_tail_and_splits_exactly_over_ranks():
+    single = list(EpochSampler(70, batch_size=16, seed=3))
+    assert len(single) == 64 and len({i for i, _ in single}) == 64  # 4 full batches, no repeats
+    for epoch in (0, 1):
+        whole = EpochSampler(70, batch_size=16, seed=3)
+        whole.set_epoch(epoch)
+        order = list(whole)
+        ranks = []
+        for rank in range(2):
+            part = EpochSampler(70, batch_size=16, seed=3, rank=rank, world=2)
+            part.set_epoch(epoch)
+            ranks.append(list(part))
+            assert len(part) == len(ranks[-1]) == 32
+        for b in range(4):  # batch b of the two ranks (8 each) together is batch b of one process
+            joined = ranks[0][b * 8:(b + 1) * 8] + ranks[1][b * 8:(b + 1) * 8]
+            assert sorted(joined) == sorted(order[b * 16:(b + 1) * 16])
+    first, second = EpochSampler(70, 16, 3), EpochSampler(70, 16, 3)
+    second.set_epoch(1)
+    assert list(first) != list(second)
+
+
+def test_training_draws_depend_on_seed_epoch_and_item_only(tmp_path):
+    """Crops and masks come from (seed, epoch, index): the same in any worker, in any order,
+    however many items that worker read before (persistent workers, resumed runs)."""
+    make_feature_shards(tmp_path, FeatureSettings(), n_utts=12, n_shards=1, seed=0)
+    readers = open_partition(tmp_path, FeatureSettings())
+    data = ShardDataset(readers, 20, train=True, mask_bins=8, mask_frames=10, seed=5)
+    forward = [data[(i, 2)][0] for i in range(12)]
+    torch.manual_seed(123)  # the global RNG plays no part
+    backward = [data[(i, 2)][0] for i in reversed(range(12))][::-1]
+    for a, b in zip(forward, backward):
+        assert torch.equal(a, b)
+    other_epoch = [data[(i, 3)][0] for i in range(12)]
+    assert any(not torch.equal(a, b) for a, b in zip(forward, other_epoch))
+    other_seed = ShardDataset(readers, 20, train=True, mask_bins=8, mask_frames=10, seed=6)
+    assert any(not torch.equal(a, other_seed[(i, 2)][0]) for i, a in enumerate(forward))

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import train
+from pipeline import scoring
 from conftest import make_feature_shards
 from model import bonafide_score
 from pipeline.dataset import ShardDataset
@@ -66,6 +67,18 @@ def test_same_seed_same_metrics(features_dir, reference, tmp_path):
     assert same_run(run(features_dir, tmp_path), summary)
 
 
+def test_loader_workers_change_nothing_but_speed(features_dir, reference, tmp_path):
+    """Two persistent workers give the run that no worker gives: every draw comes from
+    (seed, epoch, item), not from a worker's history."""
+    _, summary = reference
+    assert same_run(run(features_dir, tmp_path, dataclasses.replace(QUICK, num_workers=2)), summary)
+
+
+def test_the_run_records_its_precision_and_why(reference):
+    _, summary = reference
+    assert summary["precision"] == "fp32" and summary["precision_reason"] == "train.precision: fp32"
+
+
 def test_interrupted_run_resumes_to_the_same_result(features_dir, reference, tmp_path):
     _, summary = reference
     first = run(features_dir, tmp_path, dataclasses.replace(QUICK, epochs=1))
@@ -106,18 +119,18 @@ def test_cosine_run_ends_at_zero_and_a_longer_one_starts_over(features_dir, tmp_
 
 def test_whole_utterance_scoring_sees_every_frame_of_each_utterance(features_dir, reference):
     out, _ = reference
-    model, _ = train.load_model(out / "model.pt")
+    model, _ = scoring.load_model(out / "model.pt")
     readers = open_partition(features_dir / "dev", FeatureSettings())
     whole = ShardDataset(readers, QUICK.frames, train=False, eval_input="whole")
     crop = ShardDataset(readers, QUICK.frames, train=False)
     cpu = torch.device("cpu")
-    scores, labels = train.score_dataset(model, whole, QUICK, cpu)
+    scores, labels = scoring.score_dataset(model, whole, QUICK.batch_size, cpu, "fp32")
     assert list(labels) == list(whole.labels)
     for i in range(0, len(whole), 7):  # each utterance alone, at its own length
         with torch.no_grad():
             alone = float(bonafide_score(model(whole[i][0][None]))[0])
         assert scores[i] == pytest.approx(alone, abs=1e-5)
-    crop_scores, _ = train.score_dataset(model, crop, QUICK, cpu)
+    crop_scores, _ = scoring.score_dataset(model, crop, QUICK.batch_size, cpu, "fp32")
     longer = np.array([whole[i][0].shape[-1] > QUICK.frames for i in range(len(whole))])
     assert longer.any() and not np.allclose(scores[longer], crop_scores[longer], atol=1e-4)
     assert np.allclose(scores[~longer], crop_scores[~longer], atol=1e-5)
@@ -125,12 +138,12 @@ def test_whole_utterance_scoring_sees_every_frame_of_each_utterance(features_dir
 
 def test_an_input_longer_than_the_limit_is_scored_as_the_mean_of_its_pieces(reference, monkeypatch):
     out, _ = reference
-    model, _ = train.load_model(out / "model.pt")
+    model, _ = scoring.load_model(out / "model.pt")
     x = torch.randn(1, 1, 45, 100)
     with torch.no_grad():
         pieces = [float(bonafide_score(model(p))[0]) for p in (x[..., :34], x[..., 34:67], x[..., 67:])]
-        monkeypatch.setattr(train, "MAX_SCORED_FRAMES", 40)
-        score = float(train.score_inputs(model, x, torch.device("cpu"), "fp32")[0])
+        monkeypatch.setattr(scoring, "MAX_SCORED_FRAMES", 40)
+        score = float(scoring.score_inputs(model, x, torch.device("cpu"), "fp32")[0])
     assert score == pytest.approx(np.mean(pieces), abs=1e-5)
 
 
@@ -143,8 +156,8 @@ def test_shards_of_other_feature_settings_are_refused(features_dir, tmp_path):
 def test_a_file_that_is_not_a_checkpoint_is_refused(tmp_path):
     bad = tmp_path / "model.pt"
     bad.write_text("not a checkpoint")
-    with pytest.raises(train.CheckpointError, match="not a loadable checkpoint"):
-        train.load_checkpoint(bad)
+    with pytest.raises(scoring.CheckpointError, match="not a loadable checkpoint"):
+        scoring.load_checkpoint(bad)
 
 
 def test_warmup_schedule_peaks_at_the_end_of_warmup():

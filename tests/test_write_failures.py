@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import train
+from pipeline import scoring
 from pipeline.settings import FeatureSettings
 from pipeline.shards import ShardReader, write_shard
 from test_shards import records
@@ -45,10 +46,10 @@ def test_an_existing_shard_survives_a_failed_rewrite(tmp_path, monkeypatch):
 
 def test_checkpoint_write_failure_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     path = tmp_path / "checkpoint.pt"
-    train.atomic_save({"format": train.CHECKPOINT_FORMAT, "epoch": 1}, path)
+    train.atomic_save({"format": scoring.CHECKPOINT_FORMAT, "epoch": 1}, path)
     monkeypatch.setattr(torch, "save", lambda obj, f: (open(f, "wb").write(b"partial"), disk_full()))
     with pytest.raises(OSError, match="No space left"):
-        train.atomic_save({"format": train.CHECKPOINT_FORMAT, "epoch": 2}, path)
+        train.atomic_save({"format": scoring.CHECKPOINT_FORMAT, "epoch": 2}, path)
     monkeypatch.undo()
-    assert train.load_checkpoint(path)["epoch"] == 1
+    assert scoring.load_checkpoint(path)["epoch"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]

@@ -1,0 +1,109 @@
+"""Run one recipe for several seeds and report dev and eval EER / min t-DCF as mean, min and max.
+
+    python bench/seeds.py [--seeds 1 2 3] [--set train.epochs=10 ...] [--jobs 2] [--out bench/results/seeds/NAME]
+
+A recipe is params.yaml plus the --set overrides (same syntax as `python -m pipeline.preset --set`).
+Each seed trains with train.py and is scored with the evaluate stage's own code
+(`python -m pipeline.evaluate`), on the feature shards under data/features (run `dvc repro` first;
+a recipe that changes features.* needs its own shards). Runs go side by side in --jobs processes,
+the cores shared out evenly between them; each run's wall time is reported with its figures.
+Nothing in the workspace (models/, metrics/, scores/) is touched: everything goes under --out.
+Choose recipes on dev; eval is reported beside it, never used to choose.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipeline.preset import deep_update, parse_set  # noqa: E402
+from pipeline.settings import load_settings  # noqa: E402
+
+
+def write_params(out: Path, overrides: list[str], seed: int) -> Path:
+    params = deep_update(yaml.safe_load((ROOT / "params.yaml").read_text()),
+                         parse_set(overrides + [f"train.seed={seed}"]))
+    path = out / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    load_settings(path)  # a wrong key stops here, before any training
+    return path
+
+
+def run_seed(seed: int, overrides: list[str], out: Path, features: Path, threads: int) -> dict:
+    run = out / f"seed{seed}"
+    run.mkdir(parents=True, exist_ok=True)
+    params = write_params(run, overrides, seed)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    log = open(run / "log.txt", "w")
+    started = time.perf_counter()
+    commands = [[sys.executable, "train.py", "--params", str(params), "--features", str(features),
+                 "--out_fold", str(run / "models"), "--metrics", str(run / "metrics/train.json"),
+                 "--live", str(run / "dvclive"), "--fresh"]]
+    commands += [[sys.executable, "-m", "pipeline.evaluate", part, "--params", str(params),
+                  "--model", str(run / "models/model.pt"), "--features", str(features),
+                  "--scores", str(run / "scores"), "--metrics", str(run / "metrics"),
+                  "--plots", str(run / "plots"), "--reports", str(run / "reports")] for part in ("dev", "eval")]
+    for command in commands:
+        if subprocess.run(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT).returncode:
+            raise RuntimeError(f"seed {seed}: {' '.join(command[:3])} failed; see {run / 'log.txt'}")
+    result = {"seed": seed, "minutes": (time.perf_counter() - started) / 60}
+    for part in ("dev", "eval"):
+        metrics = json.loads((run / "metrics" / f"{part}.json").read_text())
+        result[f"{part}_eer"], result[f"{part}_min_tdcf"] = metrics["eer"], metrics["min_tdcf"]
+    result["train"] = json.loads((run / "metrics/train.json").read_text())
+    return result
+
+
+def summarise(results: list[dict]) -> dict:
+    summary = {}
+    for key in ("dev_eer", "dev_min_tdcf", "eval_eer", "eval_min_tdcf", "minutes"):
+        values = [r[key] for r in results]
+        summary[key] = {"mean": statistics.fmean(values), "min": min(values), "max": max(values)}
+    return summary
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--jobs", type=int, default=1, help="seeds trained side by side")
+    parser.add_argument("--features", default="data/features")
+    parser.add_argument("--out", default="bench/results/seeds/default")
+    args = parser.parse_args()
+    out = (ROOT / args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    print(f"recipe: params.yaml {' '.join('--set ' + o for o in args.overrides) or '(as it is)'}; "
+          f"seeds {args.seeds}, {args.jobs} at a time, {threads} threads each", flush=True)
+    with ThreadPoolExecutor(args.jobs) as pool:
+        results = list(pool.map(lambda s: run_seed(s, args.overrides, out, (ROOT / args.features).resolve(),
+                                                   threads), args.seeds))
+    for r in results:
+        print(f"seed {r['seed']}: dev EER {r['dev_eer']:.2%} min t-DCF {r['dev_min_tdcf']:.3f} | "
+              f"eval EER {r['eval_eer']:.2%} min t-DCF {r['eval_min_tdcf']:.3f} | {r['minutes']:.1f} min")
+    summary = summarise(results)
+    for key in ("dev_eer", "eval_eer"):
+        s = summary[key]
+        print(f"{key}: mean {s['mean']:.2%} (min {s['min']:.2%}, max {s['max']:.2%})")
+    for key in ("dev_min_tdcf", "eval_min_tdcf"):
+        s = summary[key]
+        print(f"{key}: mean {s['mean']:.3f} (min {s['min']:.3f}, max {s['max']:.3f})")
+    (out / "summary.json").write_text(json.dumps({"overrides": args.overrides, "seeds": args.seeds,
+                                                  "jobs": args.jobs, "runs": results, "summary": summary},
+                                                 indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
