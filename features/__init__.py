@@ -11,14 +11,18 @@ __all__ = ["AudioError", "check_waveform", "compute_f0", "extract", "load_audio"
            "preemphasis", "resample", "subband_spectrogram", "to_mono"]
 
 
-def extract(waveform: np.ndarray, sample_rate: int, settings) -> tuple[np.ndarray, np.ndarray]:
+def extract(waveform: np.ndarray, sample_rate: int, settings,
+            with_f0: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """The one feature implementation used by extraction and detect.
 
-    Returns (subband [frames, bins] float32, f0 [frames] float32 in Hz), aligned frame for frame.
+    Returns (subband [frames, bins] float32, f0 [frames] float32 in Hz), aligned frame for frame;
+    f0 is None with with_f0=False (a model without an F0 channel: pyworld is the costly part).
     The waveform is mixed to mono and resampled to settings.sample_rate first if needed.
     """
     waveform = check_waveform(np.asarray(to_mono(np.asarray(waveform)), dtype=np.float32))
     waveform = resample(waveform, sample_rate, settings.sample_rate)
     subband = subband_spectrogram(waveform, settings)
+    if not with_f0:
+        return subband, None
     f0 = compute_f0(waveform, settings.sample_rate, len(subband), settings)
     return subband, f0

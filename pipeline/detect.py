@@ -1,25 +1,32 @@
 """Score audio files with a trained model: is each one bona fide or spoofed?
 
-    python -m pipeline.detect --model models/model.pt some.wav other.flac folder/ [--out scores.tsv]
+    python -m pipeline.detect --model models/model.pt some.wav other.flac folder/ [--out scores.tsv] [--resume]
     python -m pipeline.detect --model models/model.pt --protocol PROTOCOL --root FLAC_FOLDER
 
 Files may be any format soundfile reads, any sample rate, mono or stereo; folders are searched
 recursively for audio files. Features are computed by the same code as the pipeline, with the
-settings stored in the model. The decision threshold is the model's dev EER threshold. A file
-that cannot be used is reported with its reason and the rest are still scored; the exit status
-is 1 if any file failed.
+settings stored in the model, in worker processes (--workers) while the model scores batches
+of files of equal input length. Each row is printed, and appended to --out, as soon as its
+file is scored; --resume skips the files --out already holds. The decision threshold is the
+model's dev EER threshold (bona fide when the score is above it, the metrics' rule). A file
+that cannot be used is reported with its reason and the rest are still scored; the exit
+status is 1 if any file failed.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 import features
-from pipeline.dataset import eval_frames, model_input
+from pipeline.dataset import eval_frames, eval_length, model_input
 from pipeline.metrics import ScoreError, compute_eer
 from pipeline.protocol import parse_protocol
 from pipeline.scoring import load_model, score_inputs, scoring_precision
@@ -27,12 +34,24 @@ from pipeline.settings import FeatureSettings
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".snd",
                   ".w64", ".caf", ".rf64"}
+HEADER = "path\tscore\tdecision\n"
+
+
+def file_features(path: Path, settings: FeatureSettings, with_f0: bool):
+    """(path, subband, f0, None), or (path, None, None, reason) for a file that cannot be used.
+    Runs in the worker processes."""
+    try:
+        waveform = features.load_audio(path, settings.sample_rate)
+        subband, f0 = features.extract(waveform, settings.sample_rate, settings, with_f0=with_f0)
+    except features.AudioError as err:
+        return path, None, None, err.reason
+    return path, subband, f0, None
 
 
 class Detector:
     """A loaded model with the feature settings it was trained on."""
 
-    def __init__(self, model_path: Path):
+    def __init__(self, model_path: Path, batch_size: int = 32):
         self.model, state = load_model(model_path)
         self.feature_settings = FeatureSettings(**state["feature_settings"])
         self.f0_channel = state["model_settings"]["f0_channel"]
@@ -41,13 +60,79 @@ class Detector:
         self.threshold = state["threshold"]
         # The model file's precision is a hint: bf16 only where this CPU runs it natively.
         self.precision = scoring_precision(state.get("precision", "fp32"), torch.device("cpu"))
+        self.batch_size = batch_size
+
+    def decision(self, score: float) -> str:
+        return "bonafide" if score > self.threshold else "spoof"
+
+    def input_of(self, subband, f0) -> torch.Tensor:
+        return model_input(*eval_frames(subband, f0, self.frames, self.eval_input), self.f0_channel)
+
+    def score_batch(self, inputs: list[torch.Tensor]) -> list[float]:
+        """Scores of inputs of equal length, in one forward pass."""
+        return score_inputs(self.model, torch.stack(inputs), torch.device("cpu"), self.precision).tolist()
 
     def score(self, path) -> float:
-        fs = self.feature_settings
-        waveform = features.load_audio(path, fs.sample_rate)
-        subband, f0 = features.extract(waveform, fs.sample_rate, fs)
-        x = model_input(*eval_frames(subband, f0, self.frames, self.eval_input), self.f0_channel)[None]
-        return float(score_inputs(self.model, x, torch.device("cpu"), self.precision)[0])
+        """One file's score (raises features.AudioError for a file that cannot be used)."""
+        _, subband, f0, reason = file_features(Path(path), self.feature_settings, self.f0_channel)
+        if reason is not None:
+            raise features.AudioError(reason)
+        return self.score_batch([self.input_of(subband, f0)])[0]
+
+    def stream(self, paths: list[Path], workers: int, progress: bool = True):
+        """Yields (path, score, None) or (path, None, reason) for every path, as each is scored.
+
+        Workers extract features a bounded distance ahead (memory stays flat for any number of
+        files); inputs wait in groups of equal length until a group fills a batch, or until too
+        many wait, when the largest group is scored.
+        """
+        groups: dict[int, list] = {}
+        waiting = 0
+        bar = tqdm(total=len(paths), desc="detect", unit="file", disable=not progress, file=sys.stderr)
+
+        def flush(length):
+            nonlocal waiting
+            group = groups.pop(length)
+            waiting -= len(group)
+            scores = self.score_batch([x for _, x in group])
+            bar.update(len(group))
+            return [(p, s, None) for (p, _), s in zip(group, scores)]
+
+        for path, subband, f0, reason in self._extracted(paths, workers):
+            if reason is not None:
+                bar.update(1)
+                yield path, None, reason
+                continue
+            length = eval_length(len(subband), self.frames, self.eval_input)
+            groups.setdefault(length, []).append((path, self.input_of(subband, f0)))
+            waiting += 1
+            if len(groups[length]) >= self.batch_size:
+                yield from flush(length)
+            elif waiting >= 4 * self.batch_size:
+                yield from flush(max(groups, key=lambda k: len(groups[k])))
+        while groups:
+            yield from flush(next(iter(groups)))
+        bar.close()
+
+    def _extracted(self, paths: list[Path], workers: int):
+        settings, with_f0 = self.feature_settings, self.f0_channel
+        if workers == 0:
+            for path in paths:
+                yield file_features(path, settings, with_f0)
+            return
+        ahead = 4 * self.batch_size
+        with ProcessPoolExecutor(workers) as pool:
+            pending, todo = deque(), iter(paths)
+            for path in todo:
+                pending.append(pool.submit(file_features, path, settings, with_f0))
+                if len(pending) >= ahead:
+                    break
+            while pending:
+                result = pending.popleft().result()
+                nxt = next(todo, None)
+                if nxt is not None:
+                    pending.append(pool.submit(file_features, nxt, settings, with_f0))
+                yield result
 
 
 def expand(paths: list[str]) -> list[Path]:
@@ -61,57 +146,94 @@ def expand(paths: list[str]) -> list[Path]:
     return out
 
 
+def read_done(out: Path) -> dict[str, float]:
+    """Scores already in an --out file (path -> score), for --resume."""
+    done = {}
+    if out.is_file():
+        for line in out.read_text().splitlines()[1:]:
+            fields = line.split("\t")
+            if len(fields) == 3:
+                done[fields[0]] = float(fields[1])
+    return done
+
+
+def default_workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="models/model.pt")
     parser.add_argument("paths", nargs="*", help="audio files or folders")
-    parser.add_argument("--out", help="write a TSV (path, score, decision) here")
+    parser.add_argument("--out", help="write a TSV (path, score, decision) here, row by row")
+    parser.add_argument("--resume", action="store_true", help="skip the files --out already holds")
     parser.add_argument("--protocol", help="an ASVspoof protocol: score its utterances and print the EER")
     parser.add_argument("--root", help="with --protocol: the folder holding <UTT>.flac")
+    parser.add_argument("--workers", type=int, default=default_workers(),
+                        help="feature extraction processes (0 = in this process); default: the cores")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     if bool(args.protocol) != bool(args.root):
         parser.error("--protocol and --root go together")
     if not args.paths and not args.protocol:
         parser.error("give audio files or folders, or --protocol and --root")
+    if args.resume and not args.out:
+        parser.error("--resume needs --out")
     try:
-        detector = Detector(Path(args.model))
+        detector = Detector(Path(args.model), args.batch_size)
         labels = {}
         paths = expand(args.paths)
         if args.protocol:
             utterances, _ = parse_protocol(args.protocol)
             for utt in utterances:
                 path = Path(args.root) / f"{utt.utt_id}.flac"
-                labels[path] = utt.label
+                labels[str(path)] = utt.label
                 paths.append(path)
     except (ValueError, OSError) as err:  # CheckpointError and ProtocolError are ValueErrors
         print(f"detect: {err}", file=sys.stderr)
         return 2
 
-    rows, failures = [], []
-    for path in paths:
-        try:
-            score = detector.score(path)
-        except features.AudioError as err:
-            failures.append((path, err.reason))
-            print(f"detect: {path}: {err.reason}", file=sys.stderr)
-            continue
-        rows.append((path, score, "bonafide" if score >= detector.threshold else "spoof"))
-
-    if not args.protocol:
-        width = max((len(str(p)) for p, _, _ in rows), default=4)
-        print(f"{'path':<{width}}  {'score':>9}  decision")
-        for path, score, decision in rows:
-            print(f"{str(path):<{width}}  {score:9.4f}  {decision}")
+    done = read_done(Path(args.out)) if args.resume else {}
+    todo = [p for p in paths if str(p) not in done]
+    if done:
+        print(f"detect: {len(paths) - len(todo)} of {len(paths)} files already in {args.out}; "
+              f"scoring the other {len(todo)}", file=sys.stderr)
+    out = None
     if args.out:
-        with open(args.out, "w") as f:
-            f.write("path\tscore\tdecision\n")
-            f.writelines(f"{p}\t{s:.6f}\t{d}\n" for p, s, d in rows)
+        fresh = not (args.resume and Path(args.out).is_file())
+        out = open(args.out, "w" if fresh else "a")
+        if fresh:
+            out.write(HEADER)
+    scores = {p: s for p, s in done.items()}
+    failures = []
+    width = max((len(str(p)) for p in paths), default=4)
+    if not args.protocol:
+        print(f"{'path':<{width}}  {'score':>9}  decision", flush=True)
+    try:
+        for path, score, reason in detector.stream(todo, args.workers, progress=not args.no_progress):
+            if reason is not None:
+                failures.append((path, reason))
+                tqdm.write(f"detect: {path}: {reason}", file=sys.stderr)
+                continue
+            scores[str(path)] = score
+            decision = detector.decision(score)
+            if out is not None:
+                out.write(f"{path}\t{score:.6f}\t{decision}\n")
+                out.flush()
+            if not args.protocol:
+                print(f"{str(path):<{width}}  {score:9.4f}  {decision}", flush=True)
+    finally:
+        if out is not None:
+            out.close()
+
     if args.protocol:
-        scores = np.array([s for _, s, _ in rows])
-        truth = np.array([labels[p] for p, _, _ in rows])
+        scored = [p for p in labels if p in scores]
+        values = np.array([scores[p] for p in scored])
+        truth = np.array([labels[p] for p in scored])
         try:
-            eer, _ = compute_eer(scores[truth == 1], scores[truth == 0])
-            print(f"{len(rows)} utterances scored: EER {eer:.2%}")
+            eer, _ = compute_eer(values[truth == 1], values[truth == 0])
+            print(f"{len(scored)} utterances scored: EER {eer:.2%}")
         except ScoreError as err:
             print(f"detect: cannot compute the EER: {err}", file=sys.stderr)
             failures.append((args.protocol, str(err)))

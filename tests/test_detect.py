@@ -97,3 +97,55 @@ def test_detect_evaluates_a_protocol_folder(model_path, tmp_path):
                         "--root", audio_dir(root, "eval"))
     assert result.returncode == 0, result.stderr
     assert "8 utterances scored: EER" in result.stdout
+
+
+def test_batched_streaming_scores_equal_one_file_at_a_time(model_path, mixed_folder):
+    from pipeline.detect import Detector, expand
+    detector = Detector(model_path, batch_size=3)
+    detector.eval_input = "whole"  # inputs of several lengths: several groups
+    paths = expand([str(mixed_folder)])
+    streamed = {p: (s, r) for p, s, r in detector.stream(paths, workers=2, progress=False)}
+    assert set(streamed) == set(paths)
+    for path, (score, reason) in streamed.items():
+        if reason is None:
+            assert score == pytest.approx(detector.score(path), abs=1e-5), path
+        else:
+            assert path.name in ("empty.wav", "text.flac", "corrupt.flac", "nan.wav")
+
+
+def test_no_f0_is_computed_for_a_model_without_an_f0_channel(model_path, mixed_folder, monkeypatch):
+    import features
+    from pipeline.detect import Detector
+    detector = Detector(model_path)
+    assert not detector.f0_channel
+    monkeypatch.setattr(features, "compute_f0", lambda *a, **k: pytest.fail("F0 computed and thrown away"))
+    assert list(detector.stream([mixed_folder / "good.flac"], workers=0, progress=False))[0][2] is None
+
+
+def test_rows_are_kept_as_scored_and_resume_skips_them(model_path, mixed_folder, tmp_path, monkeypatch, capsys):
+    from pipeline import detect
+    out = tmp_path / "scores.tsv"
+    files = [mixed_folder / n for n in ("good.flac", "stereo.wav", "cd_44k.flac")]
+    real = detect.Detector.score_batch
+    calls = []
+
+    def fail_on_the_second_batch(self, inputs):
+        calls.append(len(inputs))
+        if len(calls) == 2:
+            raise RuntimeError("out of memory")
+        return real(self, inputs)
+
+    monkeypatch.setattr(detect.Detector, "score_batch", fail_on_the_second_batch)
+    with pytest.raises(RuntimeError):
+        detect.main(["--model", str(model_path), *map(str, files), "--out", str(out),
+                     "--batch-size", "1", "--workers", "0", "--no-progress"])
+    kept = out.read_text().splitlines()
+    assert kept[0] == "path\tscore\tdecision" and len(kept) == 2  # the first file's row survived
+    monkeypatch.setattr(detect.Detector, "score_batch", real)
+    capsys.readouterr()
+    assert detect.main(["--model", str(model_path), *map(str, files), "--out", str(out), "--resume",
+                        "--workers", "0", "--no-progress"]) == 0
+    assert "1 of 3 files already" in capsys.readouterr().err
+    rows = out.read_text().splitlines()
+    assert rows[:2] == kept and len(rows) == 4
+    assert sorted(r.split("\t")[0] for r in rows[1:]) == sorted(map(str, files))
