@@ -1,20 +1,22 @@
 """Does the shard loader keep a GPU fed? Training throughput, memory and data-wait fraction.
 
-    python bench/gpu.py [--steps 50] [--workers 8] [--compile]
+    python bench/gpu.py [--steps 50] [--workers auto] [--micro-batch 0] [--compile]
 
 Installs and downloads nothing and needs no corpus: it writes synthetic shards in the real
-format (45 bins, 3.2 s utterances on average, like the mini corpus) to a temporary folder,
-measures the DataLoader alone (samples/s on the CPU side), then trains the default SR-LA Res2Net
-on 45 x 600 crops with bf16 autocast from that loader, as train.py does, and reports samples/s,
-the fraction of time spent waiting for data, and CUDA max allocated memory. The loader should
-deliver at least 3x what the GPU trains. Runs on the CPU too (slowly), for a dry run.
+format (45 bins, 3.2 s utterances on average, like the mini corpus) to a temporary folder and
+uses train.py's own pieces: its loader (train.make_loader: the epoch sampler, persistent
+workers, train.num_workers' auto rule), its step (train.train_step, channels-last inputs, one
+host sync per epoch, not per step) and train.precision's auto rule. It measures the loader alone
+(samples/s on the CPU side), then trains the default SR-LA Res2Net on 45 x 600 crops from it,
+and reports samples/s, the fraction of time spent waiting for data, and CUDA max allocated
+memory. The loader should deliver at least 3x what the GPU trains. Runs on the CPU too
+(slowly), for a dry run.
 Writes bench/results/gpu.json.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -25,14 +27,13 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from torch.utils.data import DataLoader  # noqa: E402
-
-from model import build_model  # noqa: E402
+from model import build_model, margin_lambda  # noqa: E402
 from pipeline.dataset import ShardDataset  # noqa: E402
 from pipeline.protocol import Utterance  # noqa: E402
-from pipeline.settings import FeatureSettings, ModelSettings  # noqa: E402
+from pipeline.scoring import resolve_device, resolve_precision, to_device  # noqa: E402
+from pipeline.settings import FeatureSettings, ModelSettings, TrainSettings  # noqa: E402
 from pipeline.shards import ShardReader, write_shard  # noqa: E402
-from train import margin_lambda, resolve_device, train_step  # noqa: E402
+from train import loader_workers, make_loader, train_step  # noqa: E402
 
 
 def synthetic_shards(folder: Path, settings, utterances: int, per_shard: int = 1000) -> list[ShardReader]:
@@ -56,21 +57,28 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--frames", type=int, default=600)
-    parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))
+    parser.add_argument("--workers", default="auto", help="loader workers, as train.num_workers")
+    parser.add_argument("--micro-batch", type=int, default=0, help="as train.micro_batch")
     parser.add_argument("--utterances", type=int, default=8000)
     parser.add_argument("--compile", action="store_true")
     args = parser.parse_args()
     device = resolve_device("auto")
+    precision, reason = resolve_precision("auto", device)
+    workers = loader_workers(args.workers if args.workers == "auto" else int(args.workers), 1)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     settings = FeatureSettings()
+    train_settings = TrainSettings(frames=args.frames, batch_size=args.batch_size, micro_batch=args.micro_batch)
     with tempfile.TemporaryDirectory() as tmp:
         dataset = ShardDataset(synthetic_shards(Path(tmp), settings, args.utterances), args.frames, train=True)
-        loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
-                            pin_memory=device.type == "cuda", persistent_workers=args.workers > 0,
-                            drop_last=True)
+        loader = make_loader(dataset, train_settings, device, workers)
 
         def batches():
+            epoch = 0
             while True:
+                loader.sampler.set_epoch(epoch)
                 yield from loader
+                epoch += 1
 
         # 1. the loader alone
         stream = batches()
@@ -82,14 +90,14 @@ def main() -> int:
 
         # 2. training from the loader
         torch.manual_seed(0)
-        model = build_model(ModelSettings()).to(device)
+        model = build_model(ModelSettings()).to(device, memory_format=torch.channels_last)
         model.train()
         runner = torch.compile(model) if args.compile else model
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.98), eps=1e-9, amsgrad=True)
 
         def step(x, y, n):
-            train_step(runner, x.to(device, non_blocking=True), y.to(device, non_blocking=True),
-                       optimizer, margin_lambda(n), device, "bf16")
+            train_step(runner, to_device(x, device), y.to(device, non_blocking=True),
+                       optimizer, margin_lambda(n), device, precision, args.micro_batch)
 
         for n in range(3):  # warm-up (and compilation)
             x, y, _ = next(stream)
@@ -108,7 +116,8 @@ def main() -> int:
         elapsed = time.perf_counter() - started
     train_rate = args.steps * args.batch_size / elapsed
     result = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-              "frames": args.frames, "batch_size": args.batch_size, "workers": args.workers,
+              "frames": args.frames, "batch_size": args.batch_size, "workers": workers,
+              "micro_batch": args.micro_batch, "precision": precision, "precision_reason": reason,
               "compiled": args.compile, "train_samples_per_s": train_rate, "data_wait_fraction": waiting / elapsed,
               "loader_samples_per_s": loader_rate, "loader_vs_training": loader_rate / train_rate}
     if device.type == "cuda":

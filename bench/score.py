@@ -2,7 +2,7 @@
 
     python bench/score.py [--model models/model.pt] [--partition dev] [--repeats 1]
 
-Scores the whole partition through train.score_dataset, the function training's dev scoring and
+Scores the whole partition through pipeline.scoring.score_dataset, the function training's dev scoring and
 the evaluate stage use, once with the first-crop input and once with whole utterances (batches
 of evaluate.batch_size; whole ones grouped by input length), and reports utterances/s, audio seconds scored per
 wall second, and the whole/crop time ratio. Writes bench/results/score.json.
@@ -10,7 +10,6 @@ wall second, and the whole/crop time ratio. Writes bench/results/score.json.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -26,7 +25,7 @@ def main() -> int:
     from pipeline.dataset import ShardDataset
     from pipeline.settings import load_settings
     from pipeline.shards import open_partition
-    from train import load_model, resolve_device, score_dataset
+    from pipeline.scoring import load_model, resolve_device, score_dataset, scoring_precision
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(ROOT / "models/model.pt"))
@@ -43,14 +42,14 @@ def main() -> int:
     readers = open_partition(Path(args.features) / args.partition, settings.features)
     frames = sum(int(r.offsets[-1]) for r in readers)
     hop_s = settings.features.hop_length / settings.features.sample_rate
-    scoring = dataclasses.replace(settings.train, batch_size=settings.evaluate.batch_size)
+    precision = scoring_precision(state.get("precision", "fp32"), device)
     rows = {}
     for rule in ("crop", "whole"):
         dataset = ShardDataset(readers, state["frames"], train=False,
                                f0_channel=state["model_settings"]["f0_channel"], eval_input=rule)
         start = time.perf_counter()
         for _ in range(args.repeats):
-            score_dataset(model, dataset, scoring, device)
+            score_dataset(model, dataset, settings.evaluate.batch_size, device, precision)
         seconds = (time.perf_counter() - start) / args.repeats
         audio = frames * hop_s if rule == "whole" else sum(
             min(int(r.offsets[i + 1] - r.offsets[i]), state["frames"]) for r in readers for i in range(len(r))) * hop_s

@@ -1,0 +1,92 @@
+"""Throughput of `detect` on 4-second files, against the one-file-at-a-time loop it replaced.
+
+    python bench/detect.py [--model models/model.pt] [--files 200] [--seconds 4]
+
+Writes --files FLAC files of exactly --seconds each (mini corpus dev utterances, tiled or cut;
+run `make repro` first) and scores them twice in the same run:
+- one file at a time: load, features with pyworld F0 (computed whether the model uses it or
+  not), one forward pass per file, all in one process (how detect worked before streaming);
+- `python -m pipeline.detect FOLDER --out ...` as a user runs it: worker processes extract
+  features while the model scores batches of equal input length; timed from start to exit.
+Prints files/s for both and their ratio; writes bench/results/detect.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import features  # noqa: E402
+from pipeline.detect import Detector  # noqa: E402
+
+
+def write_files(folder: Path, count: int, seconds: float) -> list[Path]:
+    sources = sorted((ROOT / "data/mini_corpus/ASVspoof2019_LA_dev/flac").glob("*.flac"))
+    if not sources:
+        raise SystemExit("bench/detect.py: no mini corpus dev audio; run `make repro` first")
+    n = int(seconds * 16000)
+    paths = []
+    for i in range(count):
+        x, sr = sf.read(sources[i % len(sources)], dtype="float32")
+        x = np.tile(x, -(-n // len(x)))[:n]
+        paths.append(folder / f"file_{i:05d}.flac")
+        sf.write(paths[-1], x, sr)
+    return paths
+
+
+def one_at_a_time(detector: Detector, paths: list[Path]) -> float:
+    fs = detector.feature_settings
+    started = time.perf_counter()
+    for path in paths:
+        waveform = features.load_audio(path, fs.sample_rate)
+        subband, f0 = features.extract(waveform, fs.sample_rate, fs)  # F0 always, as before
+        detector.score_batch([detector.input_of(subband, f0)])
+    return time.perf_counter() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="models/model.pt")
+    parser.add_argument("--files", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "audio"
+        folder.mkdir()
+        paths = write_files(folder, args.files, args.seconds)
+        detector = Detector(ROOT / args.model)
+        detector.score_batch([detector.input_of(*features.extract(np.zeros(16000, np.float32), 16000,
+                                                                   detector.feature_settings, with_f0=False))])
+        loop = one_at_a_time(detector, paths)
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "pipeline.detect", "--model", str(ROOT / args.model), str(folder),
+                        "--out", str(Path(tmp) / "scores.tsv"), "--no-progress"],
+                       cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+        streamed = time.perf_counter() - started
+    result = {"files": args.files, "seconds_per_file": args.seconds, "precision": detector.precision,
+              "eval_input": detector.eval_input, "threads": torch.get_num_threads(),
+              "one_at_a_time_files_per_s": args.files / loop, "detect_files_per_s": args.files / streamed,
+              "speedup": loop / streamed}
+    print(f"{args.files} files of {args.seconds:g} s, {detector.precision}, eval input {detector.eval_input}:")
+    print(f"  one file at a time (F0 included, in-process): {result['one_at_a_time_files_per_s']:6.1f} files/s")
+    print(f"  python -m pipeline.detect (start to exit):    {result['detect_files_per_s']:6.1f} files/s "
+          f"({result['speedup']:.2f}x)")
+    out = ROOT / "bench/results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "detect.json").write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
