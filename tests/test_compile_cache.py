@@ -17,7 +17,7 @@ def test_the_cache_folder_is_the_setting_unless_the_environment_names_one(tmp_pa
 
 
 COMPILE = """
-import sys, time, torch
+import sys, torch
 sys.path.insert(0, {root!r})
 import train
 train.use_compile_cache({cache!r})

@@ -34,3 +34,20 @@ def test_a_wrong_key_leaves_params_untouched(tmp_path, capsys):
     assert "train.frmes: not a key of params.yaml" in capsys.readouterr().err
     assert main(["--set", "train.frames=0", "--params", str(params)]) == 1
     assert params.read_text() == original
+
+
+@pytest.mark.parametrize("preset", sorted(p.name for p in (ROOT / "presets").glob("*.yaml")))
+def test_every_preset_applies_to_the_default_params(tmp_path, preset):
+    params = tmp_path / "params.yaml"
+    params.write_text((ROOT / "params.yaml").read_text())
+    assert main([str(ROOT / "presets" / preset), "--params", str(params)]) == 0
+    load_settings(params)
+
+
+def test_the_long_mini_preset_is_the_slower_recipe(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text((ROOT / "params.yaml").read_text())
+    default = load_settings(params).train
+    assert main([str(ROOT / "presets/mini_long.yaml"), "--params", str(params)]) == 0
+    long = load_settings(params).train
+    assert long.frames * long.epochs > 2 * default.frames * default.epochs
