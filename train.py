@@ -5,9 +5,10 @@
 
 The flags are the original recipe's CLI; each overrides its params.yaml key (train.*).
 Each epoch trains on `train`; <out_fold>/model.pt is the weight average of the last epochs
-(train.average_epochs) or the epoch with the best dev EER; dev is scored as train.dev_every says. <out_fold>/checkpoint.pt holds everything needed to continue (weights,
-optimiser, schedule, A-Softmax step, epoch): a killed run continues from its last finished
-epoch when rerun with the same settings. Curves are logged with dvclive.
+(train.average_epochs) or the epoch with the best dev EER; dev is scored as train.dev_every
+says. <out_fold>/checkpoint.pt holds everything needed to continue (weights, optimiser,
+schedule, A-Softmax step, epoch): a killed run continues from its last finished epoch when
+rerun with the same settings. Curves are logged with dvclive.
 """
 from __future__ import annotations
 
@@ -323,7 +324,7 @@ def _train(settings, features_dir, out_dir, metrics_path, live_dir, resume, prog
             log_epoch(live, record)
     # Best-epoch selection needs every epoch's dev EER; with weight averaging only dev_every's.
     dev_every = ts.dev_every if ts.average_epochs else 1
-    dev_loader = eval_loader(dev_set, ts.batch_size, 0, device) if master else None
+    dev_loader = eval_loader(dev_set, ts.batch_size, workers, device, persistent=True) if master else None
 
     def score_dev(net):
         scores, labels = score_dataset(net, dev_set, ts.batch_size, device, precision, loader=dev_loader)

@@ -78,12 +78,13 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--jobs", type=int, default=1, help="seeds trained side by side")
+    parser.add_argument("--threads", type=int, help="torch threads per run (default: the cores / --jobs)")
     parser.add_argument("--features", default="data/features")
     parser.add_argument("--out", default="bench/results/seeds/default")
     args = parser.parse_args()
     out = (ROOT / args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
     print(f"recipe: params.yaml {' '.join('--set ' + o for o in args.overrides) or '(as it is)'}; "
           f"seeds {args.seeds}, {args.jobs} at a time, {threads} threads each", flush=True)
     with ThreadPoolExecutor(args.jobs) as pool:

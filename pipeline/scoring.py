@@ -78,10 +78,8 @@ def native_bf16(device: torch.device) -> tuple[bool, str]:
 
 
 def resolve_precision(setting: str, device: torch.device) -> tuple[str, str]:
-    """("bf16" | "fp32", why). auto: bf16 where the device runs it natively, fp32 otherwise;
-    bf16 asked for on hardware without it is honoured for training (a user's explicit choice)
-    only through `train.precision`; scoring calls this with the model file's precision as a
-    hint and gets fp32 where bf16 would be emulated (see scoring_precision)."""
+    """("bf16" | "fp32", why) for train.precision. auto: bf16 where the device runs it natively,
+    fp32 otherwise. An explicit bf16 or fp32 is kept (bf16 where it is slow says so)."""
     if setting == "fp32":
         return "fp32", "train.precision: fp32"
     native, reason = native_bf16(device)
@@ -148,14 +146,15 @@ def score_inputs(model, x: torch.Tensor, device, precision: str) -> torch.Tensor
     return total / pieces
 
 
-def eval_loader(dataset, batch_size: int, num_workers: int, device) -> DataLoader:
+def eval_loader(dataset, batch_size: int, num_workers: int, device, persistent: bool = False) -> DataLoader:
     """Batches in dataset order: crops in batches of batch_size, or whole utterances of equal
-    input length (an utterance's score does not depend on which others share its batch)."""
+    input length (an utterance's score does not depend on which others share its batch).
+    persistent keeps the workers between passes (training's repeated dev scoring)."""
+    options = {"num_workers": num_workers, "pin_memory": device.type == "cuda",
+               "persistent_workers": persistent and num_workers > 0}
     if getattr(dataset, "eval_input", "crop") == "whole":
-        return DataLoader(dataset, batch_sampler=length_batches(dataset.eval_lengths(), batch_size),
-                          num_workers=num_workers, pin_memory=device.type == "cuda")
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                      pin_memory=device.type == "cuda")
+        return DataLoader(dataset, batch_sampler=length_batches(dataset.eval_lengths(), batch_size), **options)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, **options)
 
 
 @torch.no_grad()
