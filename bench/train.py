@@ -1,7 +1,7 @@
 """Training throughput and peak memory of the SR-LA Res2Net step: fp32 and bf16, eager and
 compiled, on this CPU's native instruction set and on its AVX2 code paths, in one run.
 
-    python bench/train.py [--frames 100] [--batch 32] [--steps 3] [--isa native avx2] [--only NAME ...]
+    python bench/train.py [--frames 100] [--batch 32] [--micro 0] [--steps 3] [--isa native avx2] [--only NAME ...]
 
 Each configuration runs in a fresh process (so its peak RSS is its own) and times full
 training steps (forward, A-Softmax loss, backward, Adam) on random 45 x frames inputs through
@@ -36,7 +36,7 @@ CONFIGS = {
 }
 
 
-def run_one(name: str, frames: int, batch: int, steps: int) -> dict:
+def run_one(name: str, frames: int, batch: int, micro: int, steps: int) -> dict:
     import os
     import tempfile
 
@@ -48,7 +48,6 @@ def run_one(name: str, frames: int, batch: int, steps: int) -> dict:
     from train import train_step
 
     precision, compiled = CONFIGS[name]
-    micro = 0
     device = resolve_device("auto")
     torch.manual_seed(0)
     model = build_model(ModelSettings()).to(device, memory_format=torch.channels_last)
@@ -86,20 +85,22 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=100)
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--micro", type=int, default=0, help="as train.micro_batch (0 = whole batch)")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--isa", nargs="+", choices=["native", "avx2"], default=["native", "avx2"])
     parser.add_argument("--only", nargs="*", choices=list(CONFIGS), help="run only these configurations")
     parser.add_argument("--one", choices=list(CONFIGS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.one, args.frames, args.batch, args.steps)))
+        print(json.dumps(run_one(args.one, args.frames, args.batch, args.micro, args.steps)))
         return 0
     results = {}
     for isa in args.isa:
         env = {**os.environ, **(AVX2 if isa == "avx2" else {})}
         for name in args.only or CONFIGS:
             proc = subprocess.run([sys.executable, __file__, "--one", name, "--frames", str(args.frames),
-                                   "--batch", str(args.batch), "--steps", str(args.steps)],
+                                   "--batch", str(args.batch), "--micro", str(args.micro),
+                                   "--steps", str(args.steps)],
                                   capture_output=True, text=True, cwd=ROOT, env=env)
             if proc.returncode != 0:
                 print(f"{isa} {name}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
@@ -113,7 +114,8 @@ def main() -> int:
         r["vs_native_fp32_eager"] = r["samples_per_s"] / base["samples_per_s"]
     out = ROOT / "bench/results"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "train.json").write_text(json.dumps({"frames": args.frames, "batch": args.batch, "bins": 45,
+    (out / "train.json").write_text(json.dumps({"frames": args.frames, "batch": args.batch,
+                                                "micro_batch": args.micro, "bins": 45,
                                                 "results": results}, indent=2))
     print("against native fp32 eager: " +
           ", ".join(f"{n} {r['vs_native_fp32_eager']:.2f}x" for n, r in results.items()))
