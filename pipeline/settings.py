@@ -230,8 +230,8 @@ class TrainSettings:
     # Split each batch into chunks of this many utterances (0 = whole batch): the same gradient
     # with one chunk's activation memory; BatchNorm statistics are per chunk.
     micro_batch: int = 0
-    # torch.compile the training step: about 2x faster per step, but the first step compiles
-    # for minutes, so it pays off only on long runs. Compiled kernels are kept in compile_cache
+    # torch.compile the training step: faster per step, but the first step compiles for
+    # minutes, so it pays off only on long runs. Compiled kernels are kept in compile_cache
     # (TORCHINDUCTOR_CACHE_DIR), so later runs of the same shapes skip most of that.
     compile: bool = False
     compile_cache: str = ".cache/torch-inductor"
