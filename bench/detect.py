@@ -6,8 +6,10 @@ Writes --files FLAC files of exactly --seconds each (mini corpus dev utterances,
 run `make repro` first) and scores them twice in the same run:
 - one file at a time: load, features with pyworld F0 (computed whether the model uses it or
   not), one forward pass per file, all in one process (how detect worked before streaming);
-- `python -m pipeline.detect FOLDER --out ...` as a user runs it: worker processes extract
-  features while the model scores batches of equal input length; timed from start to exit.
+- Detector.stream in this process, model already loaded: worker processes extract features
+  (no F0 for a model without an F0 channel) while the model scores batches of equal input length;
+- `python -m pipeline.detect FOLDER --out ...` as a user runs it, timed from start to exit
+  (process start, model load and worker start-up included).
 Prints files/s for both and their ratio; writes bench/results/detect.json.
 """
 from __future__ import annotations
@@ -28,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import features  # noqa: E402
-from pipeline.detect import Detector  # noqa: E402
+from pipeline.detect import Detector, default_workers  # noqa: E402
 
 
 def write_files(folder: Path, count: int, seconds: float) -> list[Path]:
@@ -70,16 +72,22 @@ def main() -> int:
                                                                    detector.feature_settings, with_f0=False))])
         loop = one_at_a_time(detector, paths)
         started = time.perf_counter()
+        for _ in detector.stream(paths, workers=default_workers(), progress=False):
+            pass
+        stream = time.perf_counter() - started
+        started = time.perf_counter()
         subprocess.run([sys.executable, "-m", "pipeline.detect", "--model", str(ROOT / args.model), str(folder),
                         "--out", str(Path(tmp) / "scores.tsv"), "--no-progress"],
                        cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
         streamed = time.perf_counter() - started
     result = {"files": args.files, "seconds_per_file": args.seconds, "precision": detector.precision,
               "eval_input": detector.eval_input, "threads": torch.get_num_threads(),
-              "one_at_a_time_files_per_s": args.files / loop, "detect_files_per_s": args.files / streamed,
-              "speedup": loop / streamed}
+              "one_at_a_time_files_per_s": args.files / loop, "stream_files_per_s": args.files / stream,
+              "detect_files_per_s": args.files / streamed, "speedup": loop / streamed}
     print(f"{args.files} files of {args.seconds:g} s, {detector.precision}, eval input {detector.eval_input}:")
     print(f"  one file at a time (F0 included, in-process): {result['one_at_a_time_files_per_s']:6.1f} files/s")
+    print(f"  Detector.stream, model loaded (workers + equal-length batches): "
+          f"{result['stream_files_per_s']:6.1f} files/s ({loop / stream:.2f}x)")
     print(f"  python -m pipeline.detect (start to exit):    {result['detect_files_per_s']:6.1f} files/s "
           f"({result['speedup']:.2f}x)")
     out = ROOT / "bench/results"

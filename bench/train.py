@@ -89,6 +89,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--isa", nargs="+", choices=["native", "avx2"], default=["native", "avx2"])
     parser.add_argument("--only", nargs="*", choices=list(CONFIGS), help="run only these configurations")
+    parser.add_argument("--out", default="bench/results/train.json")
     parser.add_argument("--one", choices=list(CONFIGS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -112,9 +113,9 @@ def main() -> int:
     base = results.get("native fp32 eager") or next(iter(results.values()))
     for r in results.values():
         r["vs_native_fp32_eager"] = r["samples_per_s"] / base["samples_per_s"]
-    out = ROOT / "bench/results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "train.json").write_text(json.dumps({"frames": args.frames, "batch": args.batch,
+    out = ROOT / args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"frames": args.frames, "batch": args.batch,
                                                 "micro_batch": args.micro, "bins": 45,
                                                 "results": results}, indent=2))
     print("against native fp32 eager: " +
