@@ -96,10 +96,10 @@ def run_digest(settings: Settings, train_index: dict) -> str:
     """Identifies a training run: a checkpoint only resumes a run with the same digest.
 
     Device, worker count, dev scoring and the compile cache are left out, so a run can move
-    between machines; so is the epoch
-    count under the noam schedule, so a finished run can be extended (and the schedule's name,
-    so checkpoints from before train.lr_schedule existed still resume). The cosine schedule's
-    shape depends on the epoch count, so there it is part of the run.
+    between machines; so is the epoch count under the noam schedule, so a finished run can be
+    extended (and the schedule's name, so checkpoints from before train.lr_schedule existed
+    still resume). The cosine schedule's shape depends on the epoch count, so there it is part
+    of the run.
     """
     noam = settings.train.lr_schedule == "noam"
     left_out = ("device", "num_workers", "dev_every", "compile_cache") + (("epochs", "lr_schedule") if noam else ())
@@ -147,7 +147,7 @@ def accumulate_average(average: dict | None, model, count: int) -> dict:
 
 def averaged_model(model, average: dict, loader, device, precision: str):
     """A copy of model holding the averaged weights, with BatchNorm statistics recomputed over
-    one pass of the training loader (training crops, no augmentation draws change the weights)."""
+    one pass of the training loader (the last epoch's crops; only the statistics change)."""
     final = copy.deepcopy(model)
     with torch.no_grad():
         for name, p in final.named_parameters():
