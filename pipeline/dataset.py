@@ -105,7 +105,7 @@ def model_input(subband: np.ndarray, f0: np.ndarray | None, f0_channel: bool) ->
 class ShardDataset(Dataset):
     """Items: (input [channels, bins, frames] float32, label int64, global index).
 
-    train=True crops at a random start (drawn from the worker's seeded torch generator) and
+    train=True crops at a random start (drawn as __getitem__ says: per (seed, epoch, item)) and
     applies the augmentations (frequency stretch, then the masks); train=False never augments
     and gives the evaluation input (`eval_frames`): the first `frames` frames ("crop") or the
     whole utterance ("whole": items differ in length; `length_batches(eval_lengths())` groups

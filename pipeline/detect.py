@@ -211,7 +211,7 @@ def main(argv=None) -> int:
         out = open(args.out, "w" if fresh else "a")
         if fresh:
             out.write(HEADER)
-    scores = {p: s for p, s in done.items()}
+    scores = dict(done)
     failures = []
     width = max((len(str(p)) for p in paths), default=4)
     if not args.protocol:
