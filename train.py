@@ -32,8 +32,9 @@ from tqdm import tqdm
 from model import asoftmax_loss, build_model, count_parameters, margin_lambda
 from pipeline.dataset import EpochSampler, ShardDataset
 from pipeline.metrics import compute_eer
-from pipeline.scoring import (CHECKPOINT_FORMAT, MODEL_FORMAT, CheckpointError, autocast, eval_loader,
-                              load_checkpoint, resolve_device, resolve_precision, score_dataset, to_device)
+from pipeline.scoring import (CHECKPOINT_FORMAT, MODEL_FORMAT, CheckpointError, autocast, available_cores,
+                              eval_loader, load_checkpoint, resolve_device, resolve_precision, score_dataset,
+                              to_device)
 from pipeline.settings import Settings, SettingsError, TrainSettings, load_settings
 from pipeline.shards import ShardError, open_partition
 
@@ -56,10 +57,7 @@ def setup_distributed(device_setting: str) -> tuple[int, int, torch.device]:
 
 def loader_workers(setting, world: int) -> int:
     """train.num_workers: a number, or auto = the cores this process may use, shared by the ranks."""
-    if setting != "auto":
-        return setting
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // world)
+    return setting if setting != "auto" else max(1, available_cores() // world)
 
 
 def use_compile_cache(folder: str) -> Path:
@@ -232,7 +230,7 @@ def train(settings: Settings, features_dir: Path, out_dir: Path, metrics_path: P
     Under torchrun every rank trains on its share of each batch and DDP averages the gradients;
     only rank 0 evaluates dev, logs and saves, and its summary is the one returned.
     """
-    ts, ms = settings.train, settings.model
+    ts = settings.train
     rank, world, device = setup_distributed(ts.device)
     master = rank == 0
     try:

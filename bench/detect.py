@@ -30,7 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import features  # noqa: E402
-from pipeline.detect import Detector, default_workers  # noqa: E402
+from pipeline.detect import Detector  # noqa: E402
+from pipeline.scoring import available_cores  # noqa: E402
 
 
 def write_files(folder: Path, count: int, seconds: float) -> list[Path]:
@@ -72,7 +73,7 @@ def main() -> int:
                                                                    detector.feature_settings, with_f0=False))])
         loop = one_at_a_time(detector, paths)
         started = time.perf_counter()
-        for _ in detector.stream(paths, workers=default_workers(), progress=False):
+        for _ in detector.stream(paths, workers=available_cores(), progress=False):
             pass
         stream = time.perf_counter() - started
         started = time.perf_counter()

@@ -192,10 +192,14 @@ class EpochSampler(Sampler):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    @property
+    def kept(self) -> int:
+        """Items of an epoch: the whole global batches."""
+        return self.size // self.batch_size * self.batch_size
+
     def __len__(self) -> int:
-        return self.size // self.batch_size * self.batch_size // self.world
+        return self.kept // self.world
 
     def __iter__(self):
         order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 1000 + self.epoch))
-        kept = order[:self.size // self.batch_size * self.batch_size]
-        return iter([(int(i), self.epoch) for i in kept[self.rank::self.world]])
+        return iter([(int(i), self.epoch) for i in order[:self.kept][self.rank::self.world]])

@@ -15,10 +15,10 @@ status is 1 if any file failed.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,7 @@ import features
 from pipeline.dataset import eval_frames, eval_length, model_input
 from pipeline.metrics import ScoreError, compute_eer
 from pipeline.protocol import parse_protocol
-from pipeline.scoring import load_model, score_inputs, scoring_precision
+from pipeline.scoring import available_cores, load_model, score_inputs, scoring_precision
 from pipeline.settings import FeatureSettings
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".snd",
@@ -125,13 +125,10 @@ class Detector:
             for path in paths:
                 yield file_features(path, settings, with_f0)
             return
-        ahead = 4 * self.batch_size
+        todo = iter(paths)
         with ProcessPoolExecutor(workers) as pool:
-            pending, todo = deque(), iter(paths)
-            for path in todo:
-                pending.append(pool.submit(file_features, path, settings, with_f0))
-                if len(pending) >= ahead:
-                    break
+            pending = deque(pool.submit(file_features, path, settings, with_f0)
+                            for path in islice(todo, 4 * self.batch_size))
             while pending:
                 result = pending.popleft().result()
                 nxt = next(todo, None)
@@ -162,10 +159,6 @@ def read_done(out: Path) -> dict[str, float]:
     return done
 
 
-def default_workers() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="models/model.pt")
@@ -174,7 +167,7 @@ def main(argv=None) -> int:
     parser.add_argument("--resume", action="store_true", help="skip the files --out already holds")
     parser.add_argument("--protocol", help="an ASVspoof protocol: score its utterances and print the EER")
     parser.add_argument("--root", help="with --protocol: the folder holding <UTT>.flac")
-    parser.add_argument("--workers", type=int, default=default_workers(),
+    parser.add_argument("--workers", type=int, default=available_cores(),
                         help="feature extraction processes (0 = in this process); default: the cores")
     parser.add_argument("--batch-size", type=int, default=32,
                         help="files per forward pass at most (fewer for long files: about 2,048 frames a batch)")

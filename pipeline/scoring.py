@@ -41,6 +41,11 @@ def resolve_device(setting: str) -> torch.device:
     return device
 
 
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def _cpu_flags() -> set[str]:
     """The CPU's feature flags as Linux reports them (empty where /proc/cpuinfo does not exist)."""
     try:
@@ -91,9 +96,7 @@ def resolve_precision(setting: str, device: torch.device) -> tuple[str, str]:
 def scoring_precision(hint: str, device: torch.device) -> str:
     """Precision to score in: the model file's (or params') precision is a hint, not an order,
     so a model trained in bf16 scores in fp32 on hardware without native bf16."""
-    if hint == "fp32":
-        return "fp32"
-    return "bf16" if native_bf16(device)[0] else "fp32"
+    return "fp32" if hint == "fp32" else resolve_precision("auto", device)[0]
 
 
 def autocast(device: torch.device, precision: str):
