@@ -29,11 +29,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from model import asoftmax_loss, build_model, count_parameters, margin_lambda
+from model import asoftmax_loss, build_model, count_parameters, floor_gamma, margin_lambda
 from pipeline.dataset import EpochSampler, ShardDataset
-from pipeline.metrics import compute_eer
+from pipeline.metrics import ScoreError, compute_eer
 from pipeline.scoring import (CHECKPOINT_FORMAT, MODEL_FORMAT, CheckpointError, autocast, available_cores,
-                              eval_loader, load_checkpoint, resolve_device, resolve_precision, score_dataset,
+                              decision_loss, eval_loader, load_checkpoint, resolve_device, resolve_precision, score_dataset,
                               to_device)
 from pipeline.settings import Settings, SettingsError, TrainSettings, load_settings
 from pipeline.shards import ShardError, open_partition
@@ -191,8 +191,20 @@ def epoch_steps(loader: DataLoader, settings: TrainSettings) -> int:
     return min(settings.max_steps_per_epoch or len(loader), len(loader))
 
 
+class TrainingDiverged(RuntimeError):
+    """The run produced a non-finite loss or unusable dev scores; the message names the epoch."""
+
+
+def lambda_gamma(ms, total_steps: int) -> float:
+    """The A-Softmax annealing's gamma: model.lambda_gamma, or the one that brings lambda to
+    lambda_min at model.lambda_floor_at of the run's steps."""
+    if ms.lambda_floor_at is None:
+        return ms.lambda_gamma
+    return floor_gamma(ms.lambda_min, ms.lambda_base, ms.lambda_floor_at, total_steps)
+
+
 def train_epoch(model, loader, optimizer, scheduler, settings: Settings, device, precision: str,
-                step: int, progress: bool):
+                step: int, progress: bool, gamma: float):
     """Returns (mean loss, accuracy, optimiser steps done so far, samples/s)."""
     model.train()
     ms, ts = settings.model, settings.train
@@ -206,7 +218,7 @@ def train_epoch(model, loader, optimizer, scheduler, settings: Settings, device,
         if batch >= limit:
             break
         x, y = to_device(x, device), y.to(device, non_blocking=True)
-        lam = margin_lambda(step, ms.lambda_min, ms.lambda_base, ms.lambda_gamma)
+        lam = margin_lambda(step, ms.lambda_min, ms.lambda_base, gamma)
         batch_loss, batch_correct = train_step(model, x, y, optimizer, lam, device, precision, ts.micro_batch)
         scheduler.step()
         step += 1
@@ -276,6 +288,7 @@ def _train(settings, features_dir, out_dir, metrics_path, live_dir, resume, prog
                                  weight_decay=ts.weight_decay, amsgrad=ts.amsgrad)
     loader = make_loader(train_set, ts, device, workers, rank, world)
     total_steps = ts.epochs * epoch_steps(loader, ts)
+    gamma = lambda_gamma(ms, total_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s + 1, ts.warmup_steps, ts.lr_schedule, total_steps))
     digest = run_digest(settings, train_index)
@@ -313,7 +326,10 @@ def _train(settings, features_dir, out_dir, metrics_path, live_dir, resume, prog
 
     say(f"train: {count_parameters(model):,} parameters, {ms.arch} + {ms.head}, device {device}"
         f"{f' x {world} ranks' if world > 1 else ''}, {precision} ({precision_reason}), "
-        f"{len(train_set)} train / {len(dev_set)} dev utterances, {ts.frames} frames, {workers} loader workers")
+        f"{len(train_set)} train / {len(dev_set)} dev utterances, {ts.frames} frames, {workers} loader workers"
+        + (f", A-Softmax lambda {margin_lambda(0, ms.lambda_min, ms.lambda_base, gamma):g} -> "
+           f"{margin_lambda(total_steps, ms.lambda_min, ms.lambda_base, gamma):.3g} (gamma {gamma:.3g})"
+           if ms.head == "asoftmax" else ""))
     live = None
     if live_dir is not None:
         from dvclive import Live
@@ -324,28 +340,44 @@ def _train(settings, features_dir, out_dir, metrics_path, live_dir, resume, prog
     dev_every = ts.dev_every if ts.average_epochs else 1
     dev_loader = eval_loader(dev_set, ts.batch_size, workers, device, persistent=True) if master else None
 
-    def score_dev(net):
-        scores, labels = score_dataset(net, dev_set, ts.batch_size, device, precision, loader=dev_loader)
-        return compute_eer(scores[labels == 1], scores[labels == 0])
+    def score_dev(net, epoch: int):
+        """(dev EER, its threshold, dev loss)."""
+        scores, labels, logit = score_dataset(net, dev_set, ts.batch_size, device, precision,
+                                              loader=dev_loader, logits=True)
+        try:
+            return (*compute_eer(scores[labels == 1], scores[labels == 0]), decision_loss(logit, labels))
+        except ScoreError as err:
+            raise TrainingDiverged(
+                f"epoch {epoch}: the dev scores are unusable ({err}): the network outputs NaN or the same "
+                f"value for every utterance, so it has diverged or collapsed; lower train.lr, or check "
+                f"the margin's annealing (model.lambda_*), and rerun with --fresh") from None
 
     try:
         for epoch in range(start_epoch, ts.epochs):
             torch.manual_seed(ts.seed * 1000 + epoch)  # dropout draws
             loader.sampler.set_epoch(epoch)
             loss, accuracy, step, speed = train_epoch(runner, loader, optimizer, scheduler, settings,
-                                                      device, precision, step, progress)
+                                                      device, precision, step, progress, gamma)
+            if not math.isfinite(loss):
+                # Raised before the checkpoint is written: the last one holds the previous epoch.
+                raise TrainingDiverged(
+                    f"epoch {epoch + 1}: the training loss is {loss} (step {step}): the run diverged; lower "
+                    f"train.lr, or use train.precision: fp32, and rerun with --fresh"
+                    + (f" (the checkpoint still holds epoch {epoch})" if epoch else ""))
             if master:
-                dev_eer = threshold = None
+                dev_eer = threshold = dev_loss = None
                 if dev_every and (epoch + 1) % dev_every == 0:
-                    dev_eer, threshold = score_dev(model)
+                    dev_eer, threshold, dev_loss = score_dev(model, epoch + 1)
                 record = {"epoch": epoch + 1, "step": step, "train_loss": loss, "train_accuracy": accuracy,
-                          "lr": optimizer.param_groups[0]["lr"], "dev_eer": dev_eer, "samples_per_s": speed}
+                          "lr": optimizer.param_groups[0]["lr"], "dev_eer": dev_eer, "dev_loss": dev_loss,
+                          "samples_per_s": speed}
                 history.append(record)
                 say(f"epoch {epoch + 1}/{ts.epochs}: loss {loss:.4f}  acc {accuracy:.3f}  "
-                    + (f"dev EER {dev_eer:.2%}  " if dev_eer is not None else "")
+                    + (f"dev EER {dev_eer:.2%}  dev loss {dev_loss:.4f}  " if dev_eer is not None else "")
                     + f"lr {record['lr']:.2e}  {speed:.1f} samples/s")
-                if dev_eer is not None and (best["dev_eer"] is None or dev_eer < best["dev_eer"]):
-                    best = {"dev_eer": dev_eer, "epoch": epoch + 1, "threshold": threshold}
+                key = ts.select_epoch
+                if dev_eer is not None and (best.get(key) is None or record[key] < best[key]):
+                    best = {"dev_eer": dev_eer, "dev_loss": dev_loss, "epoch": epoch + 1, "threshold": threshold}
                     best_file = model_file(model, settings, best, step, precision)
                     atomic_save(best_file, model_path)
                 if epoch >= average_from:
@@ -354,8 +386,8 @@ def _train(settings, features_dir, out_dir, metrics_path, live_dir, resume, prog
                 if ts.average_epochs and epoch + 1 == ts.epochs:
                     # The final model is the weight average, whatever the single epochs scored.
                     final = averaged_model(model, average, loader, device, precision)
-                    dev_eer, threshold = score_dev(final)
-                    best = {"dev_eer": dev_eer, "epoch": epoch + 1, "threshold": threshold,
+                    dev_eer, threshold, dev_loss = score_dev(final, epoch + 1)
+                    best = {"dev_eer": dev_eer, "dev_loss": dev_loss, "epoch": epoch + 1, "threshold": threshold,
                             "averaged_epochs": averaged}
                     best_file = model_file(final, settings, best, step, precision)
                     atomic_save(best_file, model_path)
@@ -376,13 +408,15 @@ def _train(settings, features_dir, out_dir, metrics_path, live_dir, resume, prog
             live.end()
         for r in train_readers + dev_readers:
             r.close()
-    summary = {"best_dev_eer": best["dev_eer"], "best_epoch": best.get("epoch"),
+    summary = {"best_dev_eer": best["dev_eer"], "best_dev_loss": best.get("dev_loss"),
+               "best_epoch": best.get("epoch"),
                "averaged_epochs": best.get("averaged_epochs", 0), "epochs": len(history),
                "steps": step, "parameters": count_parameters(model),
                "final_train_loss": history[-1]["train_loss"] if history else None,
                "final_train_accuracy": history[-1]["train_accuracy"] if history else None,
                "train_samples_per_s": history[-1]["samples_per_s"] if history else None,
-               "precision": precision, "precision_reason": precision_reason}
+               "precision": precision, "precision_reason": precision_reason,
+               "lambda_gamma": gamma, "final_lambda": margin_lambda(step, ms.lambda_min, ms.lambda_base, gamma)}
     if world > 1:
         summary["ranks"] = world
         summary["rank_weight_max_difference"] = ranks_disagreement(model)
@@ -404,7 +438,7 @@ def ranks_disagreement(model) -> float:
 
 
 def log_epoch(live, record: dict) -> None:
-    for key in ("train_loss", "train_accuracy", "lr", "dev_eer"):
+    for key in ("train_loss", "train_accuracy", "lr", "dev_eer", "dev_loss"):
         if record.get(key) is not None:
             live.log_metric(key, record[key])
     live.next_step()
@@ -459,7 +493,7 @@ def main(argv=None) -> int:
         settings = apply_cli(load_settings(args.params), args)
         summary = train(settings, Path(args.features), Path(args.out_fold), Path(args.metrics),
                         live_dir=Path(args.live), resume=not args.fresh)
-    except (SettingsError, ShardError, CheckpointError) as err:
+    except (SettingsError, ShardError, CheckpointError, TrainingDiverged) as err:
         print(f"train: {err}", file=sys.stderr)
         return 1
     if summary["best_dev_eer"] is not None:  # rank 0 (the other ranks do not evaluate)

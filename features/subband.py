@@ -26,7 +26,8 @@ def subband_spectrogram(waveform: np.ndarray, settings) -> np.ndarray:
     # Zero-pad so frame t is centred on sample t*hop and every frame is full length.
     half = settings.n_fft // 2
     padded = np.pad(x, (half, half + settings.hop_length))
-    window = scipy.signal.get_window(settings.window, settings.win_length, fftbins=True).astype(np.float32)
+    window = scipy.signal.get_window(settings.window, settings.win_length,
+                                     fftbins=not settings.window_symmetric).astype(np.float32)
     if settings.win_length < settings.n_fft:
         left = (settings.n_fft - settings.win_length) // 2
         window = np.pad(window, (left, settings.n_fft - settings.win_length - left))

@@ -7,11 +7,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .asoftmax import AngleLinear, AngularOutput, SoftmaxHead, asoftmax_loss, margin_lambda, psi
+from .asoftmax import AngleLinear, AngularOutput, SoftmaxHead, asoftmax_loss, floor_gamma, margin_lambda, psi
 from .srla_res2net import SRLARes2Net
 
 __all__ = ["AngularOutput", "Detector", "asoftmax_loss", "bonafide_score", "build_model",
-           "count_parameters", "margin_lambda", "psi"]
+           "count_parameters", "decision_logit", "floor_gamma", "margin_lambda", "psi"]
 
 BONAFIDE = 1  # class index of bona fide (label 1 in the shards)
 
@@ -39,8 +39,22 @@ def build_model(model_settings) -> Detector:
 
 
 def bonafide_score(output: AngularOutput) -> torch.Tensor:
-    """One score per utterance, higher = more bona fide: the bona fide cosine (logit for softmax)."""
-    return output.cos_theta[:, BONAFIDE].detach().float()
+    """One score per utterance, higher = more bona fide: the model's own decision statistic.
+
+    A-Softmax decides by the larger cosine, so the score is cos(theta_bonafide) - cos(theta_spoof)
+    (in [-2, 2]; > 0 = the head's decision is bona fide). The margin-free cosines are used, as at
+    test time the margin applies to no class. For the softmax head the same rule gives the logit
+    difference, i.e. the log-odds of bona fide. Either way the score orders utterances exactly as
+    the head's own class decision does (the bona fide cosine alone did not)."""
+    cos = output.cos_theta.detach().float()
+    return cos[:, BONAFIDE] - cos[:, 1 - BONAFIDE]
+
+
+def decision_logit(output: AngularOutput) -> torch.Tensor:
+    """The margin-free bona fide-vs-spoof logit difference: (cos_b - cos_s) * |embedding| for
+    A-Softmax (its test-time logits are cos * |x|), the logit difference for softmax. Its
+    softplus(-logit) / softplus(logit) is the cross-entropy of a bona fide / spoof utterance."""
+    return bonafide_score(output) * output.norm.detach().float()
 
 
 def count_parameters(model: nn.Module) -> int:

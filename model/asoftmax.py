@@ -45,6 +45,12 @@ def margin_lambda(step: int, lambda_min: float = 5.0, lambda_base: float = 1500.
     return max(lambda_min, lambda_base / (1.0 + gamma * step))
 
 
+def floor_gamma(lambda_min: float, lambda_base: float, floor_at: float, total_steps: int) -> float:
+    """The gamma with which margin_lambda reaches lambda_min after floor_at * total_steps steps,
+    so the margin's weight 1 / (1 + lambda) grows over the run whatever its length."""
+    return (lambda_base / lambda_min - 1.0) / max(1.0, floor_at * total_steps)
+
+
 class AngleLinear(nn.Module):
     def __init__(self, in_features: int, n_classes: int = 2, m: int = 4):
         super().__init__()
@@ -54,11 +60,14 @@ class AngleLinear(nn.Module):
         self.weight = nn.Parameter(torch.empty(in_features, n_classes).uniform_(-1, 1))
 
     def forward(self, x: torch.Tensor) -> AngularOutput:
-        x = x.float()
-        norm = x.norm(dim=1).clamp_min(1e-12)
-        w = F.normalize(self.weight.float(), dim=0)
-        cos_theta = ((x @ w) / norm[:, None]).clamp(-1.0, 1.0)
-        return AngularOutput(cos_theta, psi(cos_theta, self.m), norm)
+        # fp32 even under bf16 autocast: a bf16 matmul puts cos(theta) off by up to 2e-3 and
+        # psi(theta) (a 4th-degree polynomial of it) by up to 1e-2.
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            x = x.float()
+            norm = x.norm(dim=1).clamp_min(1e-12)
+            w = F.normalize(self.weight.float(), dim=0)
+            cos_theta = ((x @ w) / norm[:, None]).clamp(-1.0, 1.0)
+            return AngularOutput(cos_theta, psi(cos_theta, self.m), norm)
 
 
 class SoftmaxHead(nn.Module):
@@ -69,7 +78,8 @@ class SoftmaxHead(nn.Module):
         self.linear = nn.Linear(in_features, n_classes)
 
     def forward(self, x: torch.Tensor) -> AngularOutput:
-        logits = self.linear(x.float())
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            logits = self.linear(x.float())
         ones = torch.ones(len(x), device=x.device)
         return AngularOutput(logits, logits, ones)
 

@@ -56,10 +56,20 @@ class Bottle2neck(nn.Module):
         n_convs = max(1, self.scale - 1)
         self.convs = nn.ModuleList(nn.Conv2d(width, width, 3, stride, 1, bias=False) for _ in range(n_convs))
         self.bns = nn.ModuleList(nn.BatchNorm2d(width) for _ in range(n_convs))
+        # Where the spatial-reconstruction (SR) gates sit (model.sr_placement):
+        # split_input (the authors' code): one SR per block, shared by its splits, gating each
+        #   incoming split before it is added to the previous split's output; none in a stage's
+        #   first block (whose splits are not chained).
+        # split_output: one SR per split gating that split's conv output, in every block.
         use_sr = settings.arch == "srla_res2net"
-        self.srs = nn.ModuleList(
-            SpatialReconstruction(settings.sr_kernel, settings.sr_dilation, settings.sr_dropout) if use_sr
-            else nn.Identity() for _ in range(n_convs))
+        placement = getattr(settings, "sr_placement", "split_output")
+
+        def gate():
+            return SpatialReconstruction(settings.sr_kernel, settings.sr_dilation, settings.sr_dropout)
+
+        self.sr = gate() if use_sr and placement == "split_input" and not first else None
+        self.srs = (nn.ModuleList(gate() for _ in range(n_convs))
+                    if use_sr and placement == "split_output" else None)
         self.pool = nn.AvgPool2d(3, stride, 1) if first and self.scale > 1 else None
         self.conv3 = nn.Conv2d(width * self.scale, planes * expansion, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(planes * expansion)
@@ -77,9 +87,14 @@ class Bottle2neck(nn.Module):
         splits = torch.split(out, self.width, dim=1)
         outputs = []
         sp = None
-        for i, (conv, bn, sr) in enumerate(zip(self.convs, self.bns, self.srs)):
-            sp = splits[i] if (i == 0 or self.first) else sp + splits[i]
-            sp = sr(F.relu(bn(conv(sp)), inplace=True))
+        for i, (conv, bn) in enumerate(zip(self.convs, self.bns)):
+            if i == 0 or self.first:
+                sp = splits[i]
+            else:
+                sp = sp + (splits[i] if self.sr is None else self.sr(splits[i]))
+            sp = F.relu(bn(conv(sp)), inplace=True)
+            if self.srs is not None:
+                sp = self.srs[i](sp)
             outputs.append(sp)
         if self.scale > 1:
             outputs.append(self.pool(splits[-1]) if self.pool is not None else splits[-1])

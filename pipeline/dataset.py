@@ -11,12 +11,19 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 
+def mirror_pad(x: np.ndarray, frames: int) -> np.ndarray:
+    """x, x reversed in time, x, ... up to `frames` along axis 0 (as the authors' code pads): no
+    jump where the copies meet, unlike repeating x, which splices its start onto its end."""
+    cycle = np.concatenate([x, x[::-1]])
+    reps = -(-frames // len(cycle))
+    return np.tile(cycle, (reps,) + (1,) * (x.ndim - 1))[:frames]
+
+
 def fit_frames(subband: np.ndarray, f0: np.ndarray | None, frames: int, start: int | None):
-    """Repeat-pad to `frames` when shorter; crop at `start` (None = 0) when longer. f0 may be None."""
+    """Mirror-pad to `frames` when shorter; crop at `start` (None = 0) when longer. f0 may be None."""
     n = len(subband)
     if n < frames:
-        reps = -(-frames // n)
-        return np.tile(subband, (reps, 1))[:frames], None if f0 is None else np.tile(f0, reps)[:frames]
+        return mirror_pad(subband, frames), None if f0 is None else mirror_pad(f0, frames)
     start = start or 0
     return subband[start:start + frames], None if f0 is None else f0[start:start + frames]
 
@@ -24,7 +31,7 @@ def fit_frames(subband: np.ndarray, f0: np.ndarray | None, frames: int, start: i
 # How evaluation (training's dev scoring, the evaluate stage, detect) feeds an utterance to the
 # network: "crop" = its first train.frames frames (training's crop length; the paper's
 # fixed-length input); "whole" = all of its frames, so a long utterance is judged on all it holds.
-# Both repeat-pad an utterance shorter than train.frames to train.frames. A longer whole
+# Both mirror-pad an utterance shorter than train.frames to train.frames. A longer whole
 # utterance is cut to a multiple of WHOLE_STEP frames (its last frames, at most 0.25 s at hop
 # 130, mostly trailing silence, are left out), so utterances of similar length share an input
 # length and are scored in one batch. Cutting, not padding: repeat-padding appends the

@@ -57,7 +57,8 @@ class Detector:
 
     def __init__(self, model_path: Path, batch_size: int = 32):
         self.model, state = load_model(model_path)
-        self.feature_settings = FeatureSettings(**state["feature_settings"])
+        # Model files written before features.window_symmetric existed used the periodic window.
+        self.feature_settings = FeatureSettings(**{"window_symmetric": False, **state["feature_settings"]})
         self.f0_channel = state["model_settings"]["f0_channel"]
         self.frames = state["frames"]
         self.eval_input = state.get("eval_input", "crop")  # model files from before the setting: crop

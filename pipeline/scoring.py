@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from model import bonafide_score, build_model
+from model import bonafide_score, build_model, decision_logit
 from pipeline.dataset import length_batches
 from pipeline.settings import ModelSettings, SettingsError
 
@@ -129,7 +129,8 @@ def load_model(path: Path) -> tuple[torch.nn.Module, dict]:
     state = load_checkpoint(path)
     if state.get("format") != MODEL_FORMAT:
         raise CheckpointError(f"{path}: a training checkpoint, not a model file; use models/model.pt")
-    model = build_model(ModelSettings(**state["model_settings"]))
+    # Model files written before model.sr_placement existed have the split_output network.
+    model = build_model(ModelSettings(**{"sr_placement": "split_output", **state["model_settings"]}))
     model.load_state_dict(state["model"])
     model.to(memory_format=torch.channels_last)
     model.eval()
@@ -139,14 +140,17 @@ def load_model(path: Path) -> tuple[torch.nn.Module, dict]:
 # ---------------------------------------------------------------- scoring
 
 @torch.no_grad()
-def score_inputs(model, x: torch.Tensor, device, precision: str) -> torch.Tensor:
-    """Bona fide scores of a batch of inputs [B, C, bins, frames] (the model in eval mode)."""
+def score_inputs(model, x: torch.Tensor, device, precision: str, logits: bool = False):
+    """Bona fide scores of a batch of inputs [B, C, bins, frames] (the model in eval mode);
+    with logits=True also the margin-free decision logits (model.decision_logit)."""
     pieces = -(-x.shape[-1] // MAX_SCORED_FRAMES)
-    total = torch.zeros(x.shape[0])
+    total, total_logit = torch.zeros(x.shape[0]), torch.zeros(x.shape[0])
     for piece in torch.tensor_split(x, pieces, dim=-1):
         with autocast(device, precision):
-            total += bonafide_score(model(to_device(piece, device))).float().cpu()
-    return total / pieces
+            output = model(to_device(piece, device))
+        total += bonafide_score(output).cpu()
+        total_logit += decision_logit(output).cpu()
+    return (total / pieces, total_logit / pieces) if logits else total / pieces
 
 
 def eval_loader(dataset, batch_size: int, num_workers: int, device, persistent: bool = False) -> DataLoader:
@@ -161,14 +165,24 @@ def eval_loader(dataset, batch_size: int, num_workers: int, device, persistent: 
 
 
 @torch.no_grad()
-def score_dataset(model, dataset, batch_size: int, device, precision: str,
-                  num_workers: int = 0, loader: DataLoader | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Bona fide scores and labels in dataset order, on the dataset's evaluation input.
-    `loader` (from eval_loader) lets a caller that scores repeatedly keep its workers."""
+def score_dataset(model, dataset, batch_size: int, device, precision: str, num_workers: int = 0,
+                  loader: DataLoader | None = None, logits: bool = False):
+    """Bona fide scores and labels in dataset order, on the dataset's evaluation input (and the
+    decision logits with logits=True). `loader` (from eval_loader) lets a caller that scores
+    repeatedly keep its workers."""
     model.eval()
     scores = np.zeros(len(dataset), np.float64)
+    logit = np.zeros(len(dataset), np.float64)
     labels = np.zeros(len(dataset), np.int64)
     for x, y, index in loader or eval_loader(dataset, batch_size, num_workers, device):
-        scores[index.numpy()] = score_inputs(model, x, device, precision).numpy()
+        s, l = score_inputs(model, x, device, precision, logits=True)
+        scores[index.numpy()], logit[index.numpy()] = s.numpy(), l.numpy()
         labels[index.numpy()] = y.numpy()
-    return scores, labels
+    return (scores, labels, logit) if logits else (scores, labels)
+
+
+def decision_loss(logit: np.ndarray, labels: np.ndarray) -> float:
+    """Mean cross-entropy of the margin-free decision logits (the dev loss the authors' code
+    keeps its best epoch by): softplus(-logit) for bona fide, softplus(logit) for spoof."""
+    signed = np.where(labels == 1, logit, -logit)
+    return float(np.mean(np.logaddexp(0.0, -signed)))

@@ -93,6 +93,9 @@ class FeatureSettings:
     win_length: int = 1728
     hop_length: int = 130
     window: Literal["blackman", "hann", "hamming"] = "blackman"
+    # Symmetric window (scipy.signal.windows.blackman's default, as the authors' code uses);
+    # false = the periodic window of FFT convention.
+    window_symmetric: bool = True
     # Keep the STFT bins from 0 Hz up to the first bin at or above max_hz (400 Hz -> 45 bins).
     max_hz: float = 400.0
     # log(|X| + exp(log_floor)): the floor keeps silent bins finite.
@@ -124,7 +127,12 @@ class FeatureSettings:
 
     def fingerprint(self) -> str:
         """Identifies everything that decides the stored feature values."""
-        payload = json.dumps({"version": FEATURE_VERSION, **dataclasses.asdict(self)}, sort_keys=True)
+        fields = dataclasses.asdict(self)
+        # Keys added after version 1 are left out at the value that reproduces the earlier
+        # features, so shards (and model files) made before them stay valid.
+        if not fields["window_symmetric"]:
+            del fields["window_symmetric"]
+        payload = json.dumps({"version": FEATURE_VERSION, **fields}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -160,14 +168,20 @@ class ModelSettings:
     expansion: int = 2
     base_width: int = 26
     scale: int = 8
+    # split_input: the authors' placement of the SR gate (one per block, on each incoming split,
+    # not in a stage's first block); split_output: one per split on its output, every block.
+    sr_placement: Literal["split_input", "split_output"] = "split_input"
     sr_kernel: int = 7
     sr_dilation: int = 2
-    sr_dropout: float = 0.1
+    sr_dropout: float = 0.5
     la_kernel: int = 3
     margin: int = 4
     lambda_min: float = 5.0
     lambda_base: float = 1500.0
     lambda_gamma: float = 0.1
+    # Fraction of the run's optimiser steps after which lambda reaches lambda_min (gamma is then
+    # derived from the run's length and lambda_gamma is ignored); None = lambda_gamma as given.
+    lambda_floor_at: Optional[float] = None
     # Feed the aligned pyworld F0 track as a second input channel.
     f0_channel: bool = False
     # none, or utterance: subtract each bin's mean over the input's frames (removes any
@@ -190,13 +204,17 @@ class ModelSettings:
             raise SettingsError(f"{path}: sr_kernel and la_kernel must be odd")
         if not 0 <= self.sr_dropout < 1:
             raise SettingsError(f"{path}.sr_dropout: must be in [0, 1)")
+        if self.lambda_floor_at is not None and not 0 < self.lambda_floor_at <= 1:
+            raise SettingsError(f"{path}.lambda_floor_at: must be in (0, 1] or null, got {self.lambda_floor_at}")
+        if not 0 < self.lambda_min <= self.lambda_base:
+            raise SettingsError(f"{path}: need 0 < lambda_min <= lambda_base")
         if not 1 <= self.margin <= 5:
             raise SettingsError(f"{path}.margin: must be an integer in 1..5, got {self.margin}")
 
 
 @dataclass(frozen=True)
 class TrainSettings:
-    # Frames the model sees per utterance (repeat-padded or cropped; 600 in the paper).
+    # Frames the model sees per utterance (mirror-padded or cropped; 600 in the paper).
     frames: int = 600
     # What evaluation scores (dev during training, the evaluate stage, detect): "crop" = the
     # first `frames` frames, like the paper's fixed-length input; "whole" = every frame of the
@@ -246,8 +264,11 @@ class TrainSettings:
     mask_frames: int = 0
     # Average the weights of the last N epochs (all, if N >= epochs) into the final model
     # (BatchNorm statistics are then recomputed on the training data); 0 = off: the model is
-    # the epoch with the best dev EER.
+    # the best epoch on dev by select_epoch.
     average_epochs: int = 0
+    # With average_epochs 0, the epoch kept: dev_eer = lowest dev EER; dev_loss = lowest dev
+    # cross-entropy of the margin-free logits (the authors' code).
+    select_epoch: Literal["dev_eer", "dev_loss"] = "dev_eer"
     # Score dev after every dev_every-th epoch (0 = only the final model). The final model is
     # always scored (its EER threshold goes into the model file); with average_epochs 0 the
     # model is the best epoch on dev, so dev is then scored after every epoch.

@@ -9,10 +9,14 @@ from pipeline.settings import FeatureSettings
 from pipeline.shards import open_partition
 
 
-def test_short_utterances_are_repeat_padded_and_long_ones_cropped():
+def test_short_utterances_are_mirror_padded_and_long_ones_cropped():
     sub = np.arange(10, dtype=np.float32)[:, None] * np.ones((1, 45), np.float32)
-    padded, _ = fit_frames(sub, None, 25, None)
-    assert padded.shape == (25, 45) and padded[10, 0] == 0 and padded[24, 0] == 4
+    f0 = np.arange(10, dtype=np.float32) + 100
+    padded, padded_f0 = fit_frames(sub, f0, 25, None)
+    # the utterance, then it reversed in time, then again (the authors' padding): no jump at the joins
+    expected = list(range(10)) + list(range(9, -1, -1)) + list(range(5))
+    assert padded.shape == (25, 45) and list(padded[:, 0]) == expected
+    assert list(padded_f0) == [100 + i for i in expected]
     cropped, _ = fit_frames(sub, None, 4, 3)
     assert list(cropped[:, 0]) == [3, 4, 5, 6]
 
@@ -26,8 +30,9 @@ def test_evaluation_input_is_the_first_crop_or_the_whole_utterance():
     assert list(eval_frames(long, None, 20, "whole")[0][:, 0]) == list(range(32))
     assert list(eval_frames(long, None, 40, "whole")[0][:, 0]) == list(range(40))
     assert len(eval_frames(np.tile(long, (2, 1)), None, 20, "whole")[0]) == 96
-    for rule in ("crop", "whole"):  # shorter than the crop: repeat-padded either way
-        assert list(eval_frames(short, None, 20, rule)[0][:, 0]) == [i % 7 for i in range(20)]
+    for rule in ("crop", "whole"):  # shorter than the crop: mirror-padded either way (the authors' rule)
+        assert list(eval_frames(short, None, 20, rule)[0][:, 0]) == [0, 1, 2, 3, 4, 5, 6, 6, 5, 4, 3, 2, 1, 0,
+                                                                   0, 1, 2, 3, 4, 5]
     with pytest.raises(ValueError, match="eval_input"):
         eval_frames(long, None, 20, "centre")
 

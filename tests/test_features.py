@@ -83,3 +83,22 @@ def test_load_audio_resamples_and_mixes(tmp_path):
     sf.write(path, np.stack([harmonic(150, sr=44100)] * 2, axis=1), 44100)
     x = features.load_audio(path, 16000)
     assert x.ndim == 1 and abs(len(x) - 32000) <= 2
+
+
+def test_symmetric_window_is_numpys_blackman_and_periodic_keeps_old_shards_valid():
+    from features.subband import subband_spectrogram
+    x = harmonic(150.0, seconds=1.0)
+    symmetric = subband_spectrogram(x, FeatureSettings())
+    periodic = subband_spectrogram(x, FeatureSettings(window_symmetric=False))
+    # by hand: the centre frame with np.blackman (symmetric, as the authors' scipy window)
+    s = FeatureSettings()
+    pre = np.concatenate([x[:1], x[1:] - 0.97 * x[:-1]])
+    padded = np.pad(pre, (s.n_fft // 2, s.n_fft // 2 + s.hop_length))
+    t = 40
+    frame = padded[t * s.hop_length:t * s.hop_length + s.n_fft] * np.blackman(s.n_fft)
+    expected = np.log(np.abs(np.fft.rfft(frame))[:s.n_bins] + np.exp(s.log_floor))
+    assert np.allclose(symmetric[t], expected, atol=1e-4)
+    assert not np.allclose(symmetric, periodic, atol=1e-4)
+    # the periodic window is what shards made before the setting hold: same fingerprint as then
+    assert FeatureSettings(window_symmetric=False).fingerprint() == "706d8846ee0d1f97"
+    assert FeatureSettings().fingerprint() != "706d8846ee0d1f97"

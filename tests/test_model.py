@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model import asoftmax_loss, bonafide_score, build_model, count_parameters, margin_lambda, psi
-from model.asoftmax import AngularOutput, cos_m_theta
+from model import asoftmax_loss, bonafide_score, build_model, count_parameters, floor_gamma, margin_lambda, psi
+from model.asoftmax import AngleLinear, AngularOutput, SoftmaxHead, cos_m_theta
 from pipeline.settings import ModelSettings
 
 
@@ -69,3 +69,79 @@ def test_utterance_input_norm_ignores_a_stationary_channel():
     torch.testing.assert_close(model(x + colour).cos_theta, model(x).cos_theta, rtol=1e-4, atol=1e-5)
     plain = build_model(ModelSettings()).eval()
     assert not torch.allclose(plain(x + colour).cos_theta, plain(x).cos_theta, atol=1e-3)
+
+
+@pytest.mark.parametrize("head", ["asoftmax", "softmax"])
+def test_the_score_orders_utterances_as_the_heads_own_decision(head):
+    torch.manual_seed(0)
+    model = build_model(ModelSettings(head=head))
+    with torch.no_grad():  # embeddings of every direction and size, as a trained backbone gives
+        out = model.head(torch.randn(256, model.backbone.embedding_dim) * torch.linspace(0.1, 5, 256)[:, None])
+    score = bonafide_score(out)
+    decision = out.cos_theta.argmax(dim=1) == 1  # the class the head picks (no margin at test time)
+    assert decision.any() and not decision.all()
+    # every utterance the head calls bona fide scores above every one it calls spoof: score > 0
+    assert torch.equal(score > 0, decision)
+    assert score[decision].min() > score[~decision].max()
+    if head == "softmax":  # the log-odds of bona fide
+        logp = torch.log_softmax(out.cos_theta, dim=1)
+        assert torch.allclose(score, logp[:, 1] - logp[:, 0], atol=1e-5)
+
+
+@pytest.mark.parametrize("head", [AngleLinear(256, 2, 4), SoftmaxHead(256, 2)])
+def test_the_head_runs_in_fp32_under_bf16_autocast(head):
+    torch.manual_seed(0)
+    x = torch.randn(16, 256)
+    reference = head(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = head(x.bfloat16())
+    for a, b in zip(reference, mixed):
+        assert b.dtype == torch.float32
+    # only the bf16 rounding of the input remains (a bf16 matmul was off by up to 2e-3 in cos)
+    assert torch.allclose(mixed.cos_theta, head(x.bfloat16().float()).cos_theta, atol=1e-6)
+    assert torch.allclose(mixed.psi_theta, head(x.bfloat16().float()).psi_theta, atol=1e-5)
+
+
+def test_margin_reaches_its_floor_at_the_chosen_fraction_of_the_run():
+    for total, fraction in ((424, 1.0), (424, 0.5), (32000, 0.25)):
+        gamma = floor_gamma(5.0, 1500.0, fraction, total)
+        at = round(fraction * total)
+        assert margin_lambda(at, 5.0, 1500.0, gamma) == pytest.approx(5.0)
+        assert margin_lambda(at // 2, 5.0, 1500.0, gamma) > 5.0
+    # the paper's gamma 0.1 leaves lambda at 34.6 after 424 steps: margin weight 1/(1+lambda) < 0.03
+    assert margin_lambda(424) == pytest.approx(1500 / 43.4)
+
+
+@pytest.mark.parametrize("placement, gates", [("split_input", 4), ("split_output", 56)])
+def test_both_sr_placements_build_with_their_gate_counts(placement, gates):
+    settings = ModelSettings(sr_placement=placement)
+    model = build_model(settings)
+    found = [m for m in model.modules() if type(m).__name__ == "SpatialReconstruction"]
+    # split_input: one per block outside a stage's first block (4 of 8); split_output: one per
+    # split (7) in all 8 blocks
+    assert len(found) == gates
+    assert all(m.dropout.p == settings.sr_dropout for m in found)
+    per_gate, local_attention = 7 * 7 + 1, 3  # conv + bias; a 3-tap conv in each of the 8 blocks
+    plain = count_parameters(build_model(ModelSettings(arch="res2net")))
+    assert count_parameters(model) == plain + gates * per_gate + 8 * local_attention
+    out = model(torch.randn(2, 1, 45, 64))
+    assert out.cos_theta.shape == (2, 2)
+
+
+def test_split_input_gates_the_incoming_split_and_split_output_the_conv_output():
+    torch.manual_seed(0)
+    x = torch.randn(2, 1, 45, 40)
+    outputs = {}
+    for placement in ("split_input", "split_output"):
+        torch.manual_seed(1)
+        model = build_model(ModelSettings(sr_placement=placement, layers=[2, 2], planes=[16, 32])).eval()
+        calls = []
+        for m in model.modules():
+            if type(m).__name__ == "SpatialReconstruction":
+                m.register_forward_hook(lambda mod, inp, out: calls.append(inp[0].shape[1]))
+        with torch.no_grad():
+            outputs[placement] = model(x).cos_theta
+        width = int(16 * 26 / 64)
+        # split_input: 6 calls (splits 2..7) in each of the 2 non-first blocks; split_output: 7 per block
+        assert calls.count(width) + calls.count(int(32 * 26 / 64)) == (12 if placement == "split_input" else 28)
+    assert not torch.allclose(outputs["split_input"], outputs["split_output"])

@@ -129,3 +129,12 @@ def test_dask_backend_writes_the_same_shards_as_loky(manifest, tmp_path):
     loky_index = json.loads((tmp_path / "loky/index.json").read_text())
     dask_index = json.loads((tmp_path / "dask/index.json").read_text())
     assert dask_index == loky_index  # same files, same checksums
+
+
+def test_shard_bytes_do_not_depend_on_the_number_of_workers(manifest, tmp_path):
+    run_extract(manifest, tmp_path / "one", n_jobs=1)
+    run_extract(manifest, tmp_path / "two", n_jobs=2)
+    names = sorted(p.name for p in (tmp_path / "one").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "two").iterdir()) and len(names) == 4
+    for name in names:
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name

@@ -235,3 +235,37 @@ def test_averaged_run_saves_the_average_and_resumes_to_the_same_result(features_
     again = torch.load(tmp_path / "resumed" / "model.pt", weights_only=True)
     for name in state["model"]:
         torch.testing.assert_close(again["model"][name], state["model"][name])
+
+
+@pytest.mark.parametrize("lr, message", [
+    (1e30, r"epoch 1: the training loss is nan .*diverged.*lower train.lr"),
+    (1e8, r"epoch 3: the dev scores are unusable \(fewer than 3 distinct scores.*diverged or collapsed"),
+])
+def test_a_diverged_run_stops_with_a_message_naming_the_epoch(features_dir, tmp_path, lr, message):
+    settings = dataclasses.replace(QUICK, lr=lr, average_epochs=0)
+    with pytest.raises(train.TrainingDiverged, match=message):
+        run(features_dir, tmp_path, settings, resume=False)
+
+
+def test_the_margin_reaches_its_floor_at_the_end_of_a_run_of_any_length(features_dir, reference, tmp_path):
+    for epochs in (2, 3):
+        settings = Settings(model=dataclasses.replace(SMALL_MODEL, lambda_floor_at=1.0),
+                            train=dataclasses.replace(QUICK, epochs=epochs))
+        out = tmp_path / str(epochs)
+        summary = train.train(settings, features_dir, out, out / "train.json", live_dir=None, progress=False)
+        assert summary["final_lambda"] == pytest.approx(5.0)
+    # the paper's form (lambda_gamma 0.1) ignores the run's length: 18 steps leave lambda at 536
+    assert reference[1]["final_lambda"] == pytest.approx(1500 / (1 + 0.1 * 18))
+
+
+def test_the_authors_epoch_rule_keeps_the_lowest_dev_loss(features_dir, tmp_path):
+    settings = dataclasses.replace(QUICK, epochs=4, select_epoch="dev_loss")
+    summary = run(features_dir, tmp_path, settings)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    losses = {r["epoch"]: r["dev_loss"] for r in state["history"]}
+    assert summary["best_epoch"] == min(losses, key=losses.get)
+    eers = {r["epoch"]: r["dev_eer"] for r in state["history"]}
+    assert min(eers, key=eers.get) != summary["best_epoch"]  # the EER rule would keep another epoch
+    assert summary["best_dev_loss"] == min(losses.values())
+    model = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert model["epoch"] == summary["best_epoch"]
