@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from model import asoftmax_loss, build_model, count_parameters, floor_gamma, margin_lambda
 from pipeline.dataset import EpochSampler, ShardDataset
+from pipeline.calibration import fit_calibration
 from pipeline.metrics import ScoreError, compute_eer
 from pipeline.scoring import (CHECKPOINT_FORMAT, MODEL_FORMAT, CheckpointError, autocast, available_cores,
                               decision_loss, eval_loader, load_checkpoint, resolve_device, resolve_precision, score_dataset,
@@ -341,11 +342,14 @@ def _train(settings, features_dir, out_dir, metrics_path, live_dir, resume, prog
     dev_loader = eval_loader(dev_set, ts.batch_size, workers, device, persistent=True) if master else None
 
     def score_dev(net, epoch: int):
-        """(dev EER, its threshold, dev loss)."""
+        """{dev_eer, threshold, dev_loss, calibration} (calibration: dev scores -> LLRs)."""
         scores, labels, logit = score_dataset(net, dev_set, ts.batch_size, device, precision,
                                               loader=dev_loader, logits=True)
         try:
-            return (*compute_eer(scores[labels == 1], scores[labels == 0]), decision_loss(logit, labels))
+            bonafide, spoof = scores[labels == 1], scores[labels == 0]
+            eer, threshold = compute_eer(bonafide, spoof)
+            return {"dev_eer": eer, "threshold": threshold, "dev_loss": decision_loss(logit, labels),
+                    "calibration": fit_calibration(bonafide, spoof)}
         except ScoreError as err:
             raise TrainingDiverged(
                 f"epoch {epoch}: the dev scores are unusable ({err}): the network outputs NaN or the same "
@@ -365,19 +369,20 @@ def _train(settings, features_dir, out_dir, metrics_path, live_dir, resume, prog
                     f"train.lr, or use train.precision: fp32, and rerun with --fresh"
                     + (f" (the checkpoint still holds epoch {epoch})" if epoch else ""))
             if master:
-                dev_eer = threshold = dev_loss = None
+                dev = {"dev_eer": None, "dev_loss": None}
                 if dev_every and (epoch + 1) % dev_every == 0:
-                    dev_eer, threshold, dev_loss = score_dev(model, epoch + 1)
+                    dev = score_dev(model, epoch + 1)
+                dev_eer = dev["dev_eer"]
                 record = {"epoch": epoch + 1, "step": step, "train_loss": loss, "train_accuracy": accuracy,
-                          "lr": optimizer.param_groups[0]["lr"], "dev_eer": dev_eer, "dev_loss": dev_loss,
+                          "lr": optimizer.param_groups[0]["lr"], "dev_eer": dev_eer, "dev_loss": dev["dev_loss"],
                           "samples_per_s": speed}
                 history.append(record)
                 say(f"epoch {epoch + 1}/{ts.epochs}: loss {loss:.4f}  acc {accuracy:.3f}  "
-                    + (f"dev EER {dev_eer:.2%}  dev loss {dev_loss:.4f}  " if dev_eer is not None else "")
+                    + (f"dev EER {dev_eer:.2%}  dev loss {dev['dev_loss']:.4f}  " if dev_eer is not None else "")
                     + f"lr {record['lr']:.2e}  {speed:.1f} samples/s")
                 key = ts.select_epoch
                 if dev_eer is not None and (best.get(key) is None or record[key] < best[key]):
-                    best = {"dev_eer": dev_eer, "dev_loss": dev_loss, "epoch": epoch + 1, "threshold": threshold}
+                    best = {**dev, "epoch": epoch + 1}
                     best_file = model_file(model, settings, best, step, precision)
                     atomic_save(best_file, model_path)
                 if epoch >= average_from:
@@ -386,9 +391,8 @@ def _train(settings, features_dir, out_dir, metrics_path, live_dir, resume, prog
                 if ts.average_epochs and epoch + 1 == ts.epochs:
                     # The final model is the weight average, whatever the single epochs scored.
                     final = averaged_model(model, average, loader, device, precision)
-                    dev_eer, threshold, dev_loss = score_dev(final, epoch + 1)
-                    best = {"dev_eer": dev_eer, "dev_loss": dev_loss, "epoch": epoch + 1, "threshold": threshold,
-                            "averaged_epochs": averaged}
+                    best = {**score_dev(final, epoch + 1), "epoch": epoch + 1, "averaged_epochs": averaged}
+                    dev_eer = best["dev_eer"]
                     best_file = model_file(final, settings, best, step, precision)
                     atomic_save(best_file, model_path)
                     say(f"average of the last {averaged} epochs: dev EER {dev_eer:.2%}")
@@ -453,6 +457,7 @@ def model_file(model, settings: Settings, best: dict, step: int, precision: str)
             "frames": settings.train.frames, "eval_input": settings.train.eval_input,
             "precision": precision,  # a hint for scoring: bf16 only where it is native there
             "threshold": best["threshold"],
+            "calibration": best.get("calibration"),  # dev scores -> LLRs (pipeline/calibration.py)
             "dev_eer": best["dev_eer"], "epoch": best["epoch"], "step": step}
 
 

@@ -7,9 +7,13 @@ Files may be any format soundfile reads, any sample rate, mono or stereo; folder
 recursively for audio files. Features are computed by the same code as the pipeline, with the
 settings stored in the model, in worker processes (--workers) while the model scores batches
 of files of equal input length. Each row is printed, and appended to --out, as soon as its
-file is scored; --resume skips the files --out already holds. The decision threshold is the
-model's dev EER threshold (bona fide when the score is above it, the metrics' rule). A file
-that cannot be used is reported with its reason and the rest are still scored; the exit
+file is scored; --resume skips the files --out already holds. Each row has the raw score, the
+calibrated score (LLR, natural log, from the calibration fitted on dev and stored in the model)
+and the probability of bona fide at the stated prior (--prior-spoof, default 0.05 as ASVspoof 5).
+The decision is the minimum-cost one for the ASVspoof 5 costs (a missed bona fide costs 1, an
+accepted spoof 10) at that prior: bona fide when llr >= log(10 * 0.05 / 0.95); --threshold T
+decides by score > T instead (a model file without a calibration: its dev EER threshold). A
+file that cannot be used is reported with its reason and the rest are still scored; the exit
 status is 1 if any file failed.
 """
 from __future__ import annotations
@@ -27,14 +31,15 @@ from tqdm import tqdm
 
 import features
 from pipeline.dataset import eval_frames, eval_length, model_input
-from pipeline.metrics import ScoreError, compute_eer
+from pipeline.calibration import bonafide_probability, to_llr
+from pipeline.metrics import DCF_COSTS, ScoreError, bayes_threshold, compute_eer
 from pipeline.protocol import parse_protocol
 from pipeline.scoring import available_cores, load_model, score_inputs, scoring_precision
 from pipeline.settings import FeatureSettings
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".snd",
                   ".w64", ".caf", ".rf64"}
-HEADER = "path\tscore\tdecision\n"
+HEADER = "path\tscore\tllr\tp_bonafide\tdecision\n"
 # Frames per forward pass at most: on a 2-core CPU a batch of 4 inputs of 4 s (4 x 480 frames)
 # scored 41 files/s in bf16 and 28 in fp32, batches of 32 only 30 and 16 (larger activations
 # fall out of the caches), so a batch holds about this many frames, not a fixed count of files.
@@ -63,12 +68,36 @@ class Detector:
         self.frames = state["frames"]
         self.eval_input = state.get("eval_input", "crop")  # model files from before the setting: crop
         self.threshold = state["threshold"]
+        self.calibration = state.get("calibration")  # model files from before calibration: None
+        self.set_rule()
         # The model file's precision is a hint: bf16 only where this CPU runs it natively.
         self.precision = scoring_precision(state.get("precision", "fp32"), torch.device("cpu"))
         self.batch_size = batch_size
 
-    def decision(self, score: float) -> str:
-        return "bonafide" if score > self.threshold else "spoof"
+    def set_rule(self, prior_spoof: float = DCF_COSTS["Pspoof"], threshold: float | None = None) -> str:
+        """Choose the decision rule; returns it in words."""
+        self.prior_spoof, self.user_threshold = prior_spoof, threshold
+        if threshold is not None:
+            return f"bona fide when score > {threshold:g} (--threshold)"
+        if self.calibration is None:
+            return f"bona fide when score > {self.threshold:.4f} (the dev EER threshold; the model has no calibration)"
+        self.llr_threshold = bayes_threshold({**DCF_COSTS, "Pspoof": prior_spoof})
+        return (f"bona fide when LLR >= {self.llr_threshold:.3f} (minimum cost at P(spoof) {prior_spoof:g}, "
+                f"Cmiss {DCF_COSTS['Cmiss']:g}, Cfa {DCF_COSTS['Cfa']:g})")
+
+    def judge(self, score: float) -> tuple[float | None, float | None, str]:
+        """(LLR, P(bona fide) at the prior, decision) of a raw score."""
+        llr = p = None
+        if self.calibration is not None:
+            llr = float(to_llr(self.calibration, score))
+            p = float(bonafide_probability(llr, 1 - self.prior_spoof))
+        if self.user_threshold is not None:
+            bonafide = score > self.user_threshold
+        elif llr is not None:
+            bonafide = llr >= self.llr_threshold
+        else:
+            bonafide = score > self.threshold
+        return llr, p, "bonafide" if bonafide else "spoof"
 
     def input_of(self, subband, f0) -> torch.Tensor:
         return model_input(*eval_frames(subband, f0, self.frames, self.eval_input), self.f0_channel)
@@ -155,7 +184,7 @@ def read_done(out: Path) -> dict[str, float]:
     if out.is_file():
         for line in out.read_text().splitlines()[1:]:
             fields = line.split("\t")
-            if len(fields) == 3:
+            if len(fields) in (3, 5):  # rows of this version, or of the earlier path/score/decision
                 done[fields[0]] = float(fields[1])
     return done
 
@@ -172,6 +201,9 @@ def main(argv=None) -> int:
                         help="feature extraction processes (0 = in this process); default: the cores")
     parser.add_argument("--batch-size", type=int, default=32,
                         help="files per forward pass at most (fewer for long files: about 2,048 frames a batch)")
+    parser.add_argument("--prior-spoof", type=float, default=DCF_COSTS["Pspoof"],
+                        help="prior probability of a spoof for the probability and the decision (default 0.05)")
+    parser.add_argument("--threshold", type=float, help="decide bona fide when the raw score is above this")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     if bool(args.protocol) != bool(args.root):
@@ -181,7 +213,10 @@ def main(argv=None) -> int:
     if args.resume and not args.out:
         parser.error("--resume needs --out")
     try:
+        if not 0 < args.prior_spoof < 1:
+            parser.error("--prior-spoof must be in (0, 1)")
         detector = Detector(Path(args.model), args.batch_size)
+        rule = detector.set_rule(args.prior_spoof, args.threshold)
         labels = {}
         paths = expand(args.paths)
         if args.protocol:
@@ -208,8 +243,9 @@ def main(argv=None) -> int:
     scores = dict(done)
     failures = []
     width = max((len(str(p)) for p in paths), default=4)
+    print(f"detect: {rule}", file=sys.stderr)
     if not args.protocol:
-        print(f"{'path':<{width}}  {'score':>9}  decision", flush=True)
+        print(f"{'path':<{width}}  {'score':>9}  {'llr':>8}  {'p_bonafide':>10}  decision", flush=True)
     try:
         for path, score, reason in detector.stream(todo, args.workers, progress=not args.no_progress):
             if reason is not None:
@@ -217,12 +253,13 @@ def main(argv=None) -> int:
                 tqdm.write(f"detect: {path}: {reason}", file=sys.stderr)
                 continue
             scores[str(path)] = score
-            decision = detector.decision(score)
+            llr, p, decision = detector.judge(score)
+            llr_text, p_text = ("-", "-") if llr is None else (f"{llr:.4f}", f"{p:.4f}")
             if out is not None:
-                out.write(f"{path}\t{score:.6f}\t{decision}\n")
+                out.write(f"{path}\t{score:.6f}\t{llr_text}\t{p_text}\t{decision}\n")
                 out.flush()
             if not args.protocol:
-                print(f"{str(path):<{width}}  {score:9.4f}  {decision}", flush=True)
+                print(f"{str(path):<{width}}  {score:9.4f}  {llr_text:>8}  {p_text:>10}  {decision}", flush=True)
     finally:
         if out is not None:
             out.close()

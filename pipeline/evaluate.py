@@ -2,9 +2,10 @@
 
     python -m pipeline.evaluate PARTITION [--params params.yaml] [--model models/model.pt]
 
-Writes scores/<partition>.txt (`UTT ATTACK KEY SCORE`, higher = more bona fide),
-metrics/<partition>.json (EER, min t-DCF of ASVspoof 2019 and the revised one of 2021, EER per
-attack, counts, the ASV operating point used), DET and score-histogram plots under
+Writes scores/<partition>.txt (`UTT ATTACK KEY SCORE`, higher = more bona fide), the same with
+calibrated scores (natural-log LLRs) in scores/<partition>.llr.txt,
+metrics/<partition>.json (EER, min t-DCF of ASVspoof 2019 and the revised one of 2021, the
+ASVspoof 5 minDCF / actDCF / Cllr / minCllr, EER per attack, counts, the ASV operating point used), DET and score-histogram plots under
 plots/<partition>/ (CSV for `dvc plots`, PNG for people) and reports/<partition>.md.
 """
 from __future__ import annotations
@@ -18,7 +19,9 @@ import numpy as np
 
 from pipeline.dataset import ShardDataset
 from pipeline import report
-from pipeline.metrics import ScoreError, asv_operating_point, compute_eer, min_tdcf, min_tdcf_2021
+from pipeline.calibration import to_llr
+from pipeline.metrics import (DCF_COSTS, ScoreError, act_dcf, asv_operating_point, cllr, compute_eer, min_cllr,
+                              min_dcf, min_tdcf, min_tdcf_2021)
 from pipeline.scoring import CheckpointError, load_model, resolve_device, score_dataset, scoring_precision
 from pipeline.settings import PARTITIONS, EvaluateSettings, SettingsError, load_settings
 from pipeline.shards import ShardError, open_partition
@@ -42,13 +45,21 @@ def asv_point(settings: EvaluateSettings, partition: str) -> dict:
             "source": "evaluate.asv_operating_point (default: the official ASV system on ASVspoof 2019 LA eval)"}
 
 
-def partition_metrics(scores: np.ndarray, labels: np.ndarray, attacks: list[str], asv: dict | None = None) -> dict:
+def partition_metrics(scores: np.ndarray, labels: np.ndarray, attacks: list[str], asv: dict | None = None,
+                      llr: np.ndarray | None = None) -> dict:
+    """EER, min t-DCF (2019, 2021), the ASVspoof 5 metrics, per-attack EER. llr: the calibrated
+    scores, for actDCF and Cllr (None for a model file without a calibration)."""
     asv = asv or asv_point(EvaluateSettings(), "eval")
     bonafide, spoof = scores[labels == 1], scores[labels == 0]
     eer, threshold = compute_eer(bonafide, spoof)
     attacks = np.asarray(attacks)
     spoof_attacks = sorted(set(attacks[labels == 0]))
+    calibrated = llr is not None
     return {"eer": eer, "min_tdcf": min_tdcf(bonafide, spoof, asv), "min_tdcf_2021": min_tdcf_2021(bonafide, spoof, asv),
+            "min_dcf": min_dcf(bonafide, spoof),
+            "act_dcf": act_dcf(llr[labels == 1], llr[labels == 0]) if calibrated else None,
+            "cllr": cllr(llr[labels == 1], llr[labels == 0]) if calibrated else None,
+            "min_cllr": min_cllr(bonafide, spoof), "dcf_costs": DCF_COSTS,
             "eer_threshold": threshold,
             "eer_per_attack": {a: compute_eer(bonafide, scores[(labels == 0) & (attacks == a)])[0]
                                for a in spoof_attacks},
@@ -98,8 +109,13 @@ def main(argv=None) -> int:
         scores, labels = score_dataset(model, dataset, settings.evaluate.batch_size, device, precision)
         utterances = [dataset.utterance(i) for i in range(len(dataset))]
         write_scores(Path(args.scores) / f"{args.partition}.txt", utterances, scores)
+        llr = None
+        if state.get("calibration"):
+            # The same lines with the calibrated score (natural-log LLR) in place of the raw one.
+            llr = to_llr(state["calibration"], scores)
+            write_scores(Path(args.scores) / f"{args.partition}.llr.txt", utterances, llr)
         attacks = [attack for _, attack, _ in utterances]
-        metrics = partition_metrics(scores, labels, attacks, asv_point(settings.evaluate, args.partition))
+        metrics = partition_metrics(scores, labels, attacks, asv_point(settings.evaluate, args.partition), llr)
         write_plots_and_report(args.partition, scores, labels, attacks, metrics,
                                Path(args.plots) / args.partition, Path(args.reports) / f"{args.partition}.md")
     except (SettingsError, ShardError, CheckpointError, ScoreError, OSError) as err:
@@ -109,7 +125,9 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(metrics, indent=2) + "\n")
     print(f"evaluate {args.partition}: EER {metrics['eer']:.2%}, min t-DCF {metrics['min_tdcf']:.4f} "
-          f"(2021: {metrics['min_tdcf_2021']:.4f}); " +
+          f"(2021: {metrics['min_tdcf_2021']:.4f}), minDCF {metrics['min_dcf']:.4f}"
+          + (f", actDCF {metrics['act_dcf']:.4f}, Cllr {metrics['cllr']:.3f}" if llr is not None else "")
+          + f", minCllr {metrics['min_cllr']:.3f}; " +
           ", ".join(f"{a} {e:.2%}" for a, e in metrics["eer_per_attack"].items()))
     return 0
 

@@ -105,3 +105,71 @@ def asv_operating_point(path) -> dict:
     _, threshold = compute_eer(target, nontarget)
     return {"Pfa_asv": float(np.mean(nontarget >= threshold)), "Pmiss_asv": float(np.mean(target < threshold)),
             "Pmiss_spoof_asv": float(np.mean(spoof < threshold))}
+
+
+# ASVspoof 5 (Track 1) detection cost: prior of a spoof 0.05, cost 1 for rejecting bona fide
+# (a miss) and 10 for accepting a spoof (a false alarm), normalised by the cost of the better
+# of the two trivial systems (accept all, reject all), as the challenge's evaluation package does.
+DCF_COSTS = {"Pspoof": 0.05, "Cmiss": 1.0, "Cfa": 10.0}
+
+
+def _dcf_weights(costs: dict) -> tuple[float, float, float]:
+    """(weight of the miss rate, weight of the false-alarm rate, normaliser)."""
+    w_miss, w_fa = costs["Cmiss"] * (1 - costs["Pspoof"]), costs["Cfa"] * costs["Pspoof"]
+    return w_miss, w_fa, min(w_miss, w_fa)
+
+
+def min_dcf(bonafide: np.ndarray, spoof: np.ndarray, costs: dict = DCF_COSTS) -> float:
+    """Minimum normalised DCF over the CM thresholds of det_curve (any score scale)."""
+    miss, false_alarm, _ = det_curve(bonafide, spoof)
+    w_miss, w_fa, norm = _dcf_weights(costs)
+    return float(np.min(w_miss * miss + w_fa * false_alarm) / norm)
+
+
+def bayes_threshold(costs: dict = DCF_COSTS) -> float:
+    """The log-likelihood-ratio threshold of the minimum-cost decision: accept as bona fide at or
+    above log(Cfa Pspoof / (Cmiss (1 - Pspoof))) (-0.642 for the ASVspoof 5 costs)."""
+    return float(np.log(costs["Cfa"] * costs["Pspoof"] / (costs["Cmiss"] * (1 - costs["Pspoof"]))))
+
+
+def act_dcf(bonafide_llr: np.ndarray, spoof_llr: np.ndarray, costs: dict = DCF_COSTS) -> float:
+    """Normalised DCF of the decisions taken at the Bayes threshold: needs calibrated scores
+    (natural-log LLRs). As the challenge's package: bona fide below the threshold is a miss,
+    a spoof at or above it a false alarm."""
+    bonafide_llr, spoof_llr = np.asarray(bonafide_llr, float), np.asarray(spoof_llr, float)
+    check_scores(bonafide_llr, spoof_llr)
+    threshold = bayes_threshold(costs)
+    w_miss, w_fa, norm = _dcf_weights(costs)
+    return float((w_miss * np.mean(bonafide_llr < threshold) + w_fa * np.mean(spoof_llr >= threshold)) / norm)
+
+
+def cllr(bonafide_llr: np.ndarray, spoof_llr: np.ndarray) -> float:
+    """Log-likelihood-ratio cost in bits: 0 = perfect, 1 = an uninformative LLR of 0 for everything.
+    log(1 + e^x) is taken as logaddexp(0, x), so an LLR of +-1e4 neither overflows nor rounds to 0."""
+    bonafide_llr, spoof_llr = np.asarray(bonafide_llr, float), np.asarray(spoof_llr, float)
+    if len(bonafide_llr) == 0 or len(spoof_llr) == 0:
+        raise ScoreError(f"need scores of both classes (got {len(bonafide_llr)} bona fide, {len(spoof_llr)} spoof)")
+    if np.isnan(bonafide_llr).any() or np.isnan(spoof_llr).any():
+        raise ScoreError("scores contain NaN values")
+    return float((np.mean(np.logaddexp(0.0, -bonafide_llr)) + np.mean(np.logaddexp(0.0, spoof_llr)))
+                 / (2 * np.log(2)))
+
+
+def pav_llr(bonafide: np.ndarray, spoof: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The LLRs of the best monotone calibration of these very scores (pool-adjacent-violators,
+    tied scores pooled): what no calibration of the scores can beat. +-inf where a pool is pure."""
+    from sklearn.isotonic import IsotonicRegression
+
+    bonafide, spoof = np.asarray(bonafide, float), np.asarray(spoof, float)
+    scores = np.concatenate([bonafide, spoof])
+    labels = np.concatenate([np.ones(len(bonafide)), np.zeros(len(spoof))])
+    posterior = IsotonicRegression(increasing=True).fit_transform(scores, labels)
+    with np.errstate(divide="ignore"):
+        llr = np.log(posterior) - np.log1p(-posterior) - np.log(len(bonafide) / len(spoof))
+    return llr[:len(bonafide)], llr[len(bonafide):]
+
+
+def min_cllr(bonafide: np.ndarray, spoof: np.ndarray) -> float:
+    """Cllr after the optimal monotone calibration (PAV): the discrimination part of Cllr."""
+    check_scores(np.asarray(bonafide, float), np.asarray(spoof, float))
+    return cllr(*pav_llr(bonafide, spoof))

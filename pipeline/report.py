@@ -90,11 +90,16 @@ def write_markdown(path: Path, partition: str, metrics: dict, det_png: Path, his
              "| metric | value |", "| --- | --- |",
              f"| EER | {metrics['eer']:.2%} |",
              f"| min t-DCF (ASVspoof 2019) | {metrics['min_tdcf']:.4f} |",
-             f"| min t-DCF (ASVspoof 2021, revised) | {metrics['min_tdcf_2021']:.4f} |", "",
-             f"ASV operating point: Pfa {asv['Pfa_asv']:.4f}, Pmiss {asv['Pmiss_asv']:.4f}, "
-             f"Pmiss_spoof {asv['Pmiss_spoof_asv']:.4f} ({asv['source']}).", "",
-             "## Per attack (each attack's spoofs against all bona fide)", "",
-             "| attack | spoofs | EER |", "| --- | --- | --- |"]
+             f"| min t-DCF (ASVspoof 2021, revised) | {metrics['min_tdcf_2021']:.4f} |",
+             f"| minDCF (ASVspoof 5 costs) | {metrics['min_dcf']:.4f} |"]
+    if metrics.get("act_dcf") is not None:
+        lines += [f"| actDCF (calibrated on dev) | {metrics['act_dcf']:.4f} |",
+                  f"| Cllr, bits (calibrated on dev) | {metrics['cllr']:.3f} |"]
+    lines += [f"| minCllr, bits | {metrics['min_cllr']:.3f} |", "",
+              f"ASV operating point: Pfa {asv['Pfa_asv']:.4f}, Pmiss {asv['Pmiss_asv']:.4f}, "
+              f"Pmiss_spoof {asv['Pmiss_spoof_asv']:.4f} ({asv['source']}).", "",
+              "## Per attack (each attack's spoofs against all bona fide)", "",
+              "| attack | spoofs | EER |", "| --- | --- | --- |"]
     for attack, eer in metrics["eer_per_attack"].items():
         lines.append(f"| {attack} | {metrics['spoof_per_attack'][attack]} | {eer:.2%} |")
     lines += ["", "## DET curve", "", f"![DET curve]({rel(det_png)})", "",

@@ -50,10 +50,11 @@ def test_detect_scores_good_and_odd_files_and_names_broken_ones(model_path, mixe
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     rows = [line.split("\t") for line in out.read_text().splitlines()]
-    assert rows[0] == ["path", "score", "decision"]
+    assert rows[0] == ["path", "score", "llr", "p_bonafide", "decision"]
     scored = {r[0].rsplit("/", 1)[1]: r for r in rows[1:]}
     assert set(scored) == {"good.flac", "stereo.wav", "narrowband_8k.wav", "cd_44k.flac", "long_2min.flac"}
-    assert all(r[2] in ("bonafide", "spoof") and np.isfinite(float(r[1])) for r in scored.values())
+    assert all(r[4] in ("bonafide", "spoof") and np.isfinite(float(r[1])) for r in scored.values())
+    assert all(0.0 <= float(r[3]) <= 1.0 and np.isfinite(float(r[2])) for r in scored.values())
     for name, reason in [("empty.wav", "not readable as audio"), ("text.flac", "not readable as audio"),
                          ("corrupt.flac", "not readable as audio"), ("nan.wav", "NaN")]:
         assert any(name in line and reason in line for line in result.stderr.splitlines()), name
@@ -64,7 +65,8 @@ def test_detect_on_good_files_exits_zero_and_prints_a_table(model_path, mixed_fo
     result = run_detect("--model", model_path, mixed_folder / "good.flac", mixed_folder / "stereo.wav")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["path", "score", "decision"] and len(lines) == 3
+    assert lines[0].split() == ["path", "score", "llr", "p_bonafide", "decision"] and len(lines) == 3
+    assert "minimum cost at P(spoof) 0.05" in result.stderr  # the decision rule is stated
 
 
 def test_detect_judges_what_the_model_was_evaluated_on(model_path, tmp_path):
@@ -140,7 +142,7 @@ def test_rows_are_kept_as_scored_and_resume_skips_them(model_path, mixed_folder,
         detect.main(["--model", str(model_path), *map(str, files), "--out", str(out),
                      "--batch-size", "1", "--workers", "0", "--no-progress"])
     kept = out.read_text().splitlines()
-    assert kept[0] == "path\tscore\tdecision" and len(kept) == 2  # the first file's row survived
+    assert kept[0] == "path\tscore\tllr\tp_bonafide\tdecision" and len(kept) == 2  # the first row survived
     monkeypatch.setattr(detect.Detector, "score_batch", real)
     capsys.readouterr()
     assert detect.main(["--model", str(model_path), *map(str, files), "--out", str(out), "--resume",
@@ -149,3 +151,24 @@ def test_rows_are_kept_as_scored_and_resume_skips_them(model_path, mixed_folder,
     rows = out.read_text().splitlines()
     assert rows[:2] == kept and len(rows) == 4
     assert sorted(r.split("\t")[0] for r in rows[1:]) == sorted(map(str, files))
+
+
+def test_detect_decides_at_the_bayes_threshold_of_the_calibrated_score(model_path):
+    from pipeline.calibration import to_llr
+    from pipeline.detect import Detector
+    detector = Detector(model_path)
+    calibration = detector.calibration
+    # the raw score where the LLR crosses the ASVspoof 5 threshold log(0.5 / 0.95)
+    cut = (np.log(0.5 / 0.95) - calibration["offset"]) / calibration["scale"]
+    for score in (cut - 1e-3, cut + 1e-3):
+        llr, p, decision = detector.judge(score)
+        assert llr == pytest.approx(float(to_llr(calibration, score)))
+        assert decision == ("bonafide" if llr >= np.log(0.5 / 0.95) else "spoof")
+        assert p == pytest.approx(1 / (1 + np.exp(-(llr + np.log(0.95 / 0.05)))))
+    assert detector.judge(cut - 1e-3)[2] != detector.judge(cut + 1e-3)[2]
+    # a stated prior moves the threshold; --threshold replaces the rule
+    detector.set_rule(prior_spoof=0.5)  # equal priors and costs 1 / 10: accept at LLR >= log(10)
+    even = (np.log(10) - calibration["offset"]) / calibration["scale"]
+    assert detector.judge(even + 1e-3)[2] != detector.judge(even - 1e-3)[2]
+    detector.set_rule(threshold=0.25)
+    assert detector.judge(0.26)[2] == "bonafide" and detector.judge(0.25)[2] == "spoof"

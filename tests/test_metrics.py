@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from pipeline.evaluate import partition_metrics
-from pipeline.metrics import (COST_MODEL, DEFAULT_ASV, ScoreError, asv_operating_point, compute_eer, min_tdcf,
-                              min_tdcf_2021)
+from pipeline.metrics import (COST_MODEL, DEFAULT_ASV, ScoreError, act_dcf, asv_operating_point, bayes_threshold,
+                              cllr, compute_eer, min_cllr, min_dcf, min_tdcf, min_tdcf_2021)
 
 
 def reference_rates(bonafide, spoof):
@@ -108,3 +108,76 @@ def test_asv_operating_point_from_an_official_score_file(tmp_path):
 def test_decisions_instead_of_scores_are_refused():
     with pytest.raises(ScoreError, match="fewer than 3 distinct scores"):
         compute_eer(np.array([1.0, 1.0]), np.array([0.0, 0.0]))
+
+
+# ---------------------------------------------------------------- ASVspoof 5 metrics
+
+def reference_min_dcf(bonafide, spoof):
+    """Pspoof 0.05, Cmiss 1, Cfa 10, normalised by min(0.95 * 1, 0.05 * 10) = 0.5."""
+    return min(0.95 * miss + 0.5 * fa for miss, fa in reference_rates(bonafide, spoof)) / 0.5
+
+
+def reference_pav(scores, labels):
+    """Pool adjacent violators by hand: tied scores form one block first, then neighbouring
+    blocks whose bona fide share decreases are merged until the shares increase."""
+    order = sorted(range(len(scores)), key=lambda i: scores[i])
+    blocks = []  # [bona fide count, size, members]
+    for i in order:
+        if blocks and scores[blocks[-1][2][-1]] == scores[i]:
+            blocks[-1][0] += labels[i]
+            blocks[-1][1] += 1
+            blocks[-1][2].append(i)
+        else:
+            blocks.append([labels[i], 1, [i]])
+        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] >= blocks[-1][0] / blocks[-1][1]:
+            last = blocks.pop()
+            blocks[-1] = [blocks[-1][0] + last[0], blocks[-1][1] + last[1], blocks[-1][2] + last[2]]
+    posterior = [0.0] * len(scores)
+    for count, size, members in blocks:
+        for i in members:
+            posterior[i] = count / size
+    return posterior
+
+
+def reference_min_cllr(bonafide, spoof):
+    import math
+    scores, labels = list(bonafide) + list(spoof), [1] * len(bonafide) + [0] * len(spoof)
+    prior_odds = len(bonafide) / len(spoof)
+    total = {1: 0.0, 0: 0.0}
+    for p, label in zip(reference_pav(scores, labels), labels):
+        # cost of a trial: -log2 of the posterior of its own class at the 0.5 prior
+        odds = (p / (1 - p) / prior_odds) if 0 < p < 1 else (math.inf if p == 1 else 0.0)
+        own = odds / (1 + odds) if label == 1 else 1 / (1 + odds)
+        if odds == math.inf:
+            own = 1.0 if label == 1 else 0.0
+        total[label] += -math.log2(own)
+    return 0.5 * (total[1] / len(bonafide) + total[0] / len(spoof))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_asvspoof5_min_dcf_and_min_cllr_match_independent_computations(seed):
+    rng = np.random.default_rng(seed)
+    bonafide = np.round(rng.normal(1.0, 1.0, 40), 1)   # rounding makes ties
+    spoof = np.round(rng.normal(-0.5, 1.0, 70), 1)
+    assert min_dcf(bonafide, spoof) == pytest.approx(reference_min_dcf(bonafide.tolist(), spoof.tolist()), abs=1e-12)
+    assert min_cllr(bonafide, spoof) == pytest.approx(reference_min_cllr(bonafide.tolist(), spoof.tolist()), abs=1e-9)
+    # no calibration beats the PAV one, and PAV is never worse than saying 'no idea' (Cllr 1)
+    assert min_cllr(bonafide, spoof) <= cllr(bonafide, spoof) and min_cllr(bonafide, spoof) <= 1.0
+
+
+def test_asvspoof5_metrics_hand_computed():
+    assert bayes_threshold() == pytest.approx(np.log(0.5 / 0.95))            # -0.642
+    # bona fide -1 is a miss, spoofs -0.5 and 0.5 are false alarms (at or above -0.642)
+    assert act_dcf([0.0, 1.0, -1.0], [-2.0, -0.5, 0.5]) == pytest.approx((0.95 / 3 + 0.5 * 2 / 3) / 0.5)
+    assert cllr([0.0], [0.0]) == pytest.approx(1.0)                            # LLR 0: no information
+    assert cllr([np.log(3)], [-np.log(3)]) == pytest.approx(np.log2(4 / 3))
+    # perfect separation: minDCF 0, minCllr 0; everything on the wrong side: minDCF 1 (reject all)
+    assert min_dcf([1.0, 2.0], [0.0, 0.5]) == 0.0 and min_cllr([1.0, 2.0], [0.0, 0.5]) == 0.0
+    assert min_dcf([0.0, 0.1], [1.0, 2.0]) == pytest.approx(1.0)
+
+
+def test_cllr_does_not_overflow_on_extreme_llrs():
+    assert cllr([1e4, 800.0], [-1e4, -800.0]) == 0.0
+    wrong = cllr([-1e4], [1e4])
+    assert np.isfinite(wrong) and wrong == pytest.approx(1e4 / np.log(2))
+    assert cllr([40.0], [-40.0]) > 0  # tiny, not rounded to zero by 1 + e^-40 == 1

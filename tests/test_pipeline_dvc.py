@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -81,6 +82,11 @@ def test_repro_trains_and_scores_every_protocol_utterance(project):
         metrics = json.loads((work / "metrics" / f"{part}.json").read_text())
         assert 0.0 <= metrics["eer"] <= 1.0 and metrics["min_tdcf"] >= 0.0
         assert set(metrics["eer_per_attack"]) == {u.attack for u in utts} - {"-"}
+        # the ASVspoof 5 metrics, actDCF and Cllr on the calibrated scores (same lines, LLR as score)
+        assert 0.0 <= metrics["min_dcf"] <= metrics["act_dcf"]
+        assert 0.0 <= metrics["min_cllr"] <= 1.0 and np.isfinite(metrics["cllr"]) and metrics["cllr"] >= 0.0
+        llr_lines = (work / "scores" / f"{part}.llr.txt").read_text().splitlines()
+        assert [line.split()[:3] for line in llr_lines] == [line.split()[:3] for line in lines]
 
 
 def test_noop_repro_runs_nothing_and_feature_change_reruns_extraction_onwards(project):

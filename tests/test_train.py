@@ -58,6 +58,9 @@ def test_model_file_loads_with_weights_only_and_carries_what_detect_needs(refere
     assert state["feature_fingerprint"] == FeatureSettings().fingerprint()
     assert state["dev_eer"] == summary["best_dev_eer"] and "threshold" in state
     assert state["eval_input"] == QUICK.eval_input  # the rule the threshold was measured under
+    # the affine calibration fitted on the kept model's dev scores: positive slope, finite
+    calibration = state["calibration"]
+    assert calibration["scale"] > 0 and np.isfinite(calibration["offset"]) and calibration["prior"] == 0.5
     model = train.build_model(ModelSettings(**state["model_settings"]))
     model.load_state_dict(state["model"])
 
