@@ -33,6 +33,10 @@ def fit_calibration(bonafide: np.ndarray, spoof: np.ndarray, prior: float = 0.5)
     weight = np.where(y == 1, prior / len(bonafide), (1 - prior) / len(spoof)) * len(y)
     regression = LogisticRegression(C=_C).fit(x, y, sample_weight=weight)
     scale, intercept = float(regression.coef_[0, 0]), float(regression.intercept_[0])
+    if scale <= 0:
+        # Dev scores higher for spoofs than for bona fide: the model is no better than chance there,
+        # and a calibration must not turn its scores around. LLR 0 for everything = no information.
+        return {"scale": 0.0, "offset": 0.0, "prior": prior}
     return {"scale": scale, "offset": intercept - math.log(prior / (1 - prior)), "prior": prior}
 
 

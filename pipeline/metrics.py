@@ -137,20 +137,24 @@ def act_dcf(bonafide_llr: np.ndarray, spoof_llr: np.ndarray, costs: dict = DCF_C
     (natural-log LLRs). As the challenge's package: bona fide below the threshold is a miss,
     a spoof at or above it a false alarm."""
     bonafide_llr, spoof_llr = np.asarray(bonafide_llr, float), np.asarray(spoof_llr, float)
-    check_scores(bonafide_llr, spoof_llr)
+    _check_llrs(bonafide_llr, spoof_llr)  # constant LLRs are fine: actDCF judges decisions
     threshold = bayes_threshold(costs)
     w_miss, w_fa, norm = _dcf_weights(costs)
     return float((w_miss * np.mean(bonafide_llr < threshold) + w_fa * np.mean(spoof_llr >= threshold)) / norm)
+
+
+def _check_llrs(bonafide_llr: np.ndarray, spoof_llr: np.ndarray) -> None:
+    if len(bonafide_llr) == 0 or len(spoof_llr) == 0:
+        raise ScoreError(f"need scores of both classes (got {len(bonafide_llr)} bona fide, {len(spoof_llr)} spoof)")
+    if np.isnan(bonafide_llr).any() or np.isnan(spoof_llr).any():
+        raise ScoreError("scores contain NaN values")
 
 
 def cllr(bonafide_llr: np.ndarray, spoof_llr: np.ndarray) -> float:
     """Log-likelihood-ratio cost in bits: 0 = perfect, 1 = an uninformative LLR of 0 for everything.
     log(1 + e^x) is taken as logaddexp(0, x), so an LLR of +-1e4 neither overflows nor rounds to 0."""
     bonafide_llr, spoof_llr = np.asarray(bonafide_llr, float), np.asarray(spoof_llr, float)
-    if len(bonafide_llr) == 0 or len(spoof_llr) == 0:
-        raise ScoreError(f"need scores of both classes (got {len(bonafide_llr)} bona fide, {len(spoof_llr)} spoof)")
-    if np.isnan(bonafide_llr).any() or np.isnan(spoof_llr).any():
-        raise ScoreError("scores contain NaN values")
+    _check_llrs(bonafide_llr, spoof_llr)
     return float((np.mean(np.logaddexp(0.0, -bonafide_llr)) + np.mean(np.logaddexp(0.0, spoof_llr)))
                  / (2 * np.log(2)))
 

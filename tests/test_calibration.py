@@ -45,3 +45,10 @@ def test_probability_of_bona_fide_at_a_stated_prior():
 def test_perfectly_separated_dev_scores_still_give_a_finite_calibration():
     calibration = fit_calibration(np.array([0.5, 0.6, 0.7]), np.array([-0.5, -0.4, 0.1]))
     assert np.isfinite(calibration["scale"]) and calibration["scale"] > 0
+
+
+def test_a_model_worse_than_chance_on_dev_gets_no_information_not_an_inverted_calibration():
+    calibration = fit_calibration(np.array([-0.5, -0.3, 0.0]), np.array([0.2, 0.4, -0.1]))
+    assert calibration["scale"] == 0.0
+    llr = to_llr(calibration, np.array([-1.0, 1.0]))
+    assert (llr == 0.0).all() and cllr(llr[:1], llr[1:]) == pytest.approx(1.0)

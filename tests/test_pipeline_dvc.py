@@ -84,9 +84,14 @@ def test_repro_trains_and_scores_every_protocol_utterance(project):
         assert set(metrics["eer_per_attack"]) == {u.attack for u in utts} - {"-"}
         # the ASVspoof 5 metrics, actDCF and Cllr on the calibrated scores (same lines, LLR as score)
         assert 0.0 <= metrics["min_dcf"] <= metrics["act_dcf"]
-        assert 0.0 <= metrics["min_cllr"] <= 1.0 and np.isfinite(metrics["cllr"]) and metrics["cllr"] >= 0.0
+        assert 0.0 <= metrics["min_cllr"] <= 1.0 and metrics["min_cllr"] <= metrics["cllr"] < np.inf
         llr_lines = (work / "scores" / f"{part}.llr.txt").read_text().splitlines()
         assert [line.split()[:3] for line in llr_lines] == [line.split()[:3] for line in lines]
+    card = (work / "reports/model_card.md").read_text()
+    for heading in ("## Trained on", "## Measured", "## Not tested on"):
+        assert heading in card
+    dev = json.loads((work / "metrics/dev.json").read_text())
+    assert f"| dev | {dev['eer']:.2%} |" in card
 
 
 def test_noop_repro_runs_nothing_and_feature_change_reruns_extraction_onwards(project):
@@ -97,9 +102,9 @@ def test_noop_repro_runs_nothing_and_feature_change_reruns_extraction_onwards(pr
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     rerun = ran_stages(sh(["dvc", "repro"], work))
     assert rerun == ["evaluate@dev", "evaluate@eval", "f0_report", "features@dev", "features@eval",
-                     "features@train", "train"]
+                     "features@train", "model_card", "train"]
     assert open_partition(work / "data/features/train", FeatureSettings(max_hz=500.0))[0].n_bins == 55
-    # a training setting reruns training and evaluation only
+    # a training setting reruns training, evaluation and the model card only
     params["train"]["lr"] = 0.001
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert ran_stages(sh(["dvc", "repro"], work)) == ["evaluate@dev", "evaluate@eval", "train"]
+    assert ran_stages(sh(["dvc", "repro"], work)) == ["evaluate@dev", "evaluate@eval", "model_card", "train"]
