@@ -34,8 +34,8 @@ from pipeline.dataset import EpochSampler, ShardDataset
 from pipeline.calibration import fit_calibration
 from pipeline.metrics import ScoreError, compute_eer
 from pipeline.scoring import (CHECKPOINT_FORMAT, MODEL_FORMAT, CheckpointError, autocast, available_cores,
-                              decision_loss, eval_loader, load_checkpoint, resolve_device, resolve_precision, score_dataset,
-                              to_device)
+                              decision_loss, eval_loader, load_checkpoint, resolve_device, resolve_precision,
+                              score_dataset, to_device)
 from pipeline.settings import Settings, SettingsError, TrainSettings, load_settings
 from pipeline.shards import ShardError, open_partition
 

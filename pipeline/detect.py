@@ -80,7 +80,8 @@ class Detector:
         if threshold is not None:
             return f"bona fide when score > {threshold:g} (--threshold)"
         if self.calibration is None:
-            return f"bona fide when score > {self.threshold:.4f} (the dev EER threshold; the model has no calibration)"
+            return (f"bona fide when score > {self.threshold:.4f} "
+                    f"(the dev EER threshold; the model has no calibration)")
         self.llr_threshold = bayes_threshold({**DCF_COSTS, "Pspoof": prior_spoof})
         return (f"bona fide when LLR >= {self.llr_threshold:.3f} (minimum cost at P(spoof) {prior_spoof:g}, "
                 f"Cmiss {DCF_COSTS['Cmiss']:g}, Cfa {DCF_COSTS['Cfa']:g})")

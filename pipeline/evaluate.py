@@ -3,10 +3,10 @@
     python -m pipeline.evaluate PARTITION [--params params.yaml] [--model models/model.pt]
 
 Writes scores/<partition>.txt (`UTT ATTACK KEY SCORE`, higher = more bona fide), the same with
-calibrated scores (natural-log LLRs) in scores/<partition>.llr.txt,
-metrics/<partition>.json (EER, min t-DCF of ASVspoof 2019 and the revised one of 2021, the
-ASVspoof 5 minDCF / actDCF / Cllr / minCllr, EER per attack, counts, the ASV operating point used), DET and score-histogram plots under
-plots/<partition>/ (CSV for `dvc plots`, PNG for people) and reports/<partition>.md.
+calibrated scores (natural-log LLRs) in scores/<partition>.llr.txt, metrics/<partition>.json
+(EER, min t-DCF of ASVspoof 2019 and the revised one of 2021, the ASVspoof 5 minDCF / actDCF /
+Cllr / minCllr, EER per attack, counts, the ASV operating point used), DET and score-histogram
+plots under plots/<partition>/ (CSV for `dvc plots`, PNG for people) and reports/<partition>.md.
 """
 from __future__ import annotations
 
@@ -55,8 +55,8 @@ def partition_metrics(scores: np.ndarray, labels: np.ndarray, attacks: list[str]
     attacks = np.asarray(attacks)
     spoof_attacks = sorted(set(attacks[labels == 0]))
     calibrated = llr is not None
-    return {"eer": eer, "min_tdcf": min_tdcf(bonafide, spoof, asv), "min_tdcf_2021": min_tdcf_2021(bonafide, spoof, asv),
-            "min_dcf": min_dcf(bonafide, spoof),
+    return {"eer": eer, "min_tdcf": min_tdcf(bonafide, spoof, asv),
+            "min_tdcf_2021": min_tdcf_2021(bonafide, spoof, asv), "min_dcf": min_dcf(bonafide, spoof),
             "act_dcf": act_dcf(llr[labels == 1], llr[labels == 0]) if calibrated else None,
             "cllr": cllr(llr[labels == 1], llr[labels == 0]) if calibrated else None,
             "min_cllr": min_cllr(bonafide, spoof), "dcf_costs": DCF_COSTS,
