@@ -2,6 +2,7 @@
 
     python -m pipeline.detect --model models/model.pt some.wav other.flac folder/ [--out scores.tsv] [--resume]
     python -m pipeline.detect --model models/model.pt --protocol PROTOCOL --root FLAC_FOLDER
+    python -m pipeline.detect --model models/model.onnx ...     # a model from pipeline.export
 
 Files may be any format soundfile reads, any sample rate, mono or stereo; folders are searched
 recursively for audio files. Features are computed by the same code as the pipeline, with the
@@ -61,10 +62,17 @@ class Detector:
     """A loaded model with the feature settings it was trained on."""
 
     def __init__(self, model_path: Path, batch_size: int = 32):
-        self.model, state = load_model(model_path)
+        self.onnx = None
+        if Path(model_path).suffix == ".onnx":  # exported by pipeline.export: onnxruntime, no torch model
+            from pipeline.export import OnnxScorer, load_export
+            state = load_export(model_path)
+            self.model, self.onnx = None, OnnxScorer(model_path)
+            self.f0_channel = state["f0_channel"]
+        else:
+            self.model, state = load_model(model_path)
+            self.f0_channel = state["model_settings"]["f0_channel"]
         # Model files written before features.window_symmetric existed used the periodic window.
         self.feature_settings = FeatureSettings(**{"window_symmetric": False, **state["feature_settings"]})
-        self.f0_channel = state["model_settings"]["f0_channel"]
         self.frames = state["frames"]
         self.eval_input = state.get("eval_input", "crop")  # model files from before the setting: crop
         self.threshold = state["threshold"]
@@ -105,6 +113,8 @@ class Detector:
 
     def score_batch(self, inputs: list[torch.Tensor]) -> list[float]:
         """Scores of inputs of equal length, in one forward pass."""
+        if self.onnx is not None:
+            return self.onnx(torch.stack(inputs)).tolist()
         return score_inputs(self.model, torch.stack(inputs), torch.device("cpu"), self.precision).tolist()
 
     def score(self, path) -> float:
@@ -192,7 +202,8 @@ def read_done(out: Path) -> dict[str, float]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="models/model.pt")
+    parser.add_argument("--model", default="models/model.pt",
+                        help="a model file from training, or a .onnx from pipeline.export (scored with onnxruntime)")
     parser.add_argument("paths", nargs="*", help="audio files or folders")
     parser.add_argument("--out", help="write a TSV (path, score, decision) here, row by row")
     parser.add_argument("--resume", action="store_true", help="skip the files --out already holds")

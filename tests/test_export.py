@@ -1,0 +1,66 @@
+"""pipeline.export: the exported network scores as the PyTorch model does, at any input length."""
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+import train
+from conftest import harmonic
+from pipeline import export
+from pipeline.detect import Detector
+from pipeline.scoring import load_model, score_inputs
+from pipeline.settings import ModelSettings, Settings, TrainSettings
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    """A model file as training writes it (random weights, a calibration), from a small network."""
+    settings = Settings(model=ModelSettings(layers=[1, 1], planes=[16, 32], scale=4, stem_channels=8),
+                        train=TrainSettings(frames=32, eval_input="whole"))
+    torch.manual_seed(0)
+    network = train.build_model(settings.model).eval()
+    best = {"dev_eer": 0.2, "epoch": 1, "threshold": 0.01, "calibration": {"scale": 3.0, "offset": -0.2, "prior": 0.5}}
+    path = tmp_path_factory.mktemp("export") / "model.pt"
+    torch.save(train.model_file(network, settings, best, 1, "fp32"), path)
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_exported_model_matches_pytorch_for_several_lengths(model_path, tmp_path, fmt):
+    out = export.export(model_path, fmt, tmp_path / f"m.{fmt}")
+    network, state = load_model(model_path)
+    info = export.load_export(out)
+    assert info["calibration"] == state["calibration"] and info["frames"] == 32
+    assert info["feature_settings"] == state["feature_settings"]
+    if fmt == "onnx":
+        run = export.OnnxScorer(out)
+    else:
+        loaded = torch.jit.load(str(out))
+        run = lambda x: loaded(x).detach()  # noqa: E731
+    rng = torch.Generator().manual_seed(1)
+    for batch, frames in ((1, 32), (3, 77), (2, 160), (4, 413)):
+        x = torch.randn(batch, 1, 45, frames, generator=rng) - 4.0
+        reference = score_inputs(network, x, torch.device("cpu"), "fp32")
+        assert torch.max(torch.abs(run(x) - reference)).item() <= 1e-4, (fmt, batch, frames)
+
+
+def test_detect_scores_audio_with_the_onnx_export_as_with_the_model_file(model_path, tmp_path):
+    out = export.export(model_path, "onnx", tmp_path / "m.onnx")
+    files = []
+    for i, (f0, seconds) in enumerate(((150, 1.3), (210, 2.2), (120, 0.4))):
+        files.append(tmp_path / f"{i}.wav")
+        sf.write(files[-1], harmonic(f0, seconds=seconds), 16000)
+    torch_scores = [Detector(model_path).score(f) for f in files]
+    onnx_detector = Detector(out)
+    onnx_scores = [onnx_detector.score(f) for f in files]
+    assert np.max(np.abs(np.array(onnx_scores) - np.array(torch_scores))) <= 1e-4
+    assert onnx_detector.calibration == {"scale": 3.0, "offset": -0.2, "prior": 0.5}
+    llr, p, _ = onnx_detector.judge(onnx_scores[0])
+    assert llr == pytest.approx(3.0 * torch_scores[0] - 0.2, abs=1e-3) and 0.0 <= p <= 1.0
+
+
+def test_an_export_without_its_settings_file_is_refused(model_path, tmp_path):
+    out = export.export(model_path, "onnx", tmp_path / "m.onnx")
+    (tmp_path / "m.onnx.json").unlink()
+    with pytest.raises(export.CheckpointError, match="needs its settings"):
+        Detector(out)
