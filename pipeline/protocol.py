@@ -14,6 +14,12 @@ PROTOCOL_NAMES = {
     "dev": "ASVspoof2019.LA.cm.dev.trl.txt",
     "eval": "ASVspoof2019.LA.cm.eval.trl.txt",
 }
+# Other names the same files go by (the seed repository's, and the authors' code's).
+PROTOCOL_ALIASES = {
+    "train": ["ASVspoof2019.LA.cm.train.trl.txt"],
+    "dev": [],
+    "eval": ["ASVspoof2019.LA.cm.eval_test.trl.txt"],
+}
 KEYS = {"bonafide": 1, "spoof": 0}
 # A plain file name: no path separators, no "..", nothing that could leave the corpus root.
 _UTT_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -36,7 +42,15 @@ class Utterance:
 
 
 def protocol_path(root: str | Path, partition: str) -> Path:
-    return Path(root) / "ASVspoof2019_LA_cm_protocols" / PROTOCOL_NAMES[partition]
+    """The partition's protocol: the official name, or an alias when only that exists (the
+    official name when neither does, so writers create it and readers name it when missing)."""
+    folder = Path(root) / "ASVspoof2019_LA_cm_protocols"
+    official = folder / PROTOCOL_NAMES[partition]
+    if not official.is_file():
+        for alias in PROTOCOL_ALIASES[partition]:
+            if (folder / alias).is_file():
+                return folder / alias
+    return official
 
 
 def audio_dir(root: str | Path, partition: str) -> Path:

@@ -60,3 +60,20 @@ def test_manifest_refuses_missing_audio_and_missing_folder(tmp_path):
         build_manifest(root, "train")
     rows, problems = build_manifest(root, "train", on_error="skip")
     assert [u.utt_id for u, _ in rows] == ["LA_T_1138215"] and len(problems) == 1
+
+
+@pytest.mark.parametrize("partition, name", [("train", "ASVspoof2019.LA.cm.train.trl.txt"),
+                                             ("eval", "ASVspoof2019.LA.cm.eval_test.trl.txt")])
+def test_the_seed_repositorys_protocol_names_are_read_too(tmp_path, partition, name):
+    folder = tmp_path / "ASVspoof2019_LA_cm_protocols"
+    folder.mkdir()
+    (folder / name).write_text(GOOD)
+    assert protocol_path(tmp_path, partition) == folder / name
+    assert [u.utt_id for u in parse_protocol(protocol_path(tmp_path, partition))[0]][:1] == ["LA_T_1138215"]
+    # the official name wins where both exist; with neither, the official name is reported missing
+    official = protocol_path(tmp_path / "nothing", partition)
+    (folder / official.name).write_text(GOOD)
+    assert protocol_path(tmp_path, partition) == folder / official.name
+    assert official.name in ("ASVspoof2019.LA.cm.train.trn.txt", "ASVspoof2019.LA.cm.eval.trl.txt")
+    with pytest.raises(ProtocolError, match="protocol file not found"):
+        parse_protocol(official)
