@@ -71,8 +71,7 @@ class Detector:
         else:
             self.model, state = load_model(model_path)
             self.f0_channel = state["model_settings"]["f0_channel"]
-        # Model files written before features.window_symmetric existed used the periodic window.
-        self.feature_settings = FeatureSettings(**{"window_symmetric": False, **state["feature_settings"]})
+        self.feature_settings = FeatureSettings.from_stored(state["feature_settings"])
         self.frames = state["frames"]
         self.eval_input = state.get("eval_input", "crop")  # model files from before the setting: crop
         self.threshold = state["threshold"]

@@ -22,6 +22,7 @@ import torch
 
 from model import bonafide_score
 from pipeline.scoring import MAX_SCORED_FRAMES, CheckpointError, load_model
+from pipeline.settings import FeatureSettings
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".ts"}
 EXPORT_FORMAT = "srla-export/1"
@@ -52,7 +53,7 @@ def export(model_path: Path, fmt: str, out: Path) -> Path:
     network, state = load_model(model_path)
     scorer = Scorer(network.to(memory_format=torch.contiguous_format)).eval()
     channels = 2 if state["model_settings"]["f0_channel"] else 1
-    bins = _n_bins(state["feature_settings"])
+    bins = FeatureSettings.from_stored(state["feature_settings"]).n_bins
     example = torch.randn(2, channels, bins, 160)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
@@ -71,11 +72,6 @@ def export(model_path: Path, fmt: str, out: Path) -> Path:
     tmp.replace(out)
     Path(str(out) + ".json").write_text(json.dumps(sidecar(state), indent=2) + "\n")
     return out
-
-
-def _n_bins(feature_settings: dict) -> int:
-    from pipeline.settings import FeatureSettings
-    return FeatureSettings(**{"window_symmetric": False, **feature_settings}).n_bins
 
 
 class OnnxScorer:

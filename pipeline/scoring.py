@@ -149,7 +149,8 @@ def score_inputs(model, x: torch.Tensor, device, precision: str, logits: bool = 
         with autocast(device, precision):
             output = model(to_device(piece, device))
         total += bonafide_score(output).cpu()
-        total_logit += decision_logit(output).cpu()
+        if logits:
+            total_logit += decision_logit(output).cpu()
     return (total / pieces, total_logit / pieces) if logits else total / pieces
 
 
@@ -175,9 +176,12 @@ def score_dataset(model, dataset, batch_size: int, device, precision: str, num_w
     logit = np.zeros(len(dataset), np.float64)
     labels = np.zeros(len(dataset), np.int64)
     for x, y, index in loader or eval_loader(dataset, batch_size, num_workers, device):
-        s, l = score_inputs(model, x, device, precision, logits=True)
-        scores[index.numpy()], logit[index.numpy()] = s.numpy(), l.numpy()
-        labels[index.numpy()] = y.numpy()
+        if logits:
+            s, l = score_inputs(model, x, device, precision, logits=True)
+            logit[index.numpy()] = l.numpy()
+        else:
+            s = score_inputs(model, x, device, precision)
+        scores[index.numpy()], labels[index.numpy()] = s.numpy(), y.numpy()
     return (scores, labels, logit) if logits else (scores, labels)
 
 

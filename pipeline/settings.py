@@ -117,6 +117,12 @@ class FeatureSettings:
         if not 0 < self.f0_floor < self.f0_ceil <= nyquist:
             raise SettingsError(f"{path}: need 0 < f0_floor < f0_ceil <= Nyquist")
 
+    @classmethod
+    def from_stored(cls, stored: dict) -> "FeatureSettings":
+        """The settings a model file (or export) recorded; files written before
+        window_symmetric existed used the periodic window."""
+        return cls(**{"window_symmetric": False, **stored})
+
     @property
     def n_bins(self) -> int:
         return min(math.ceil(self.max_hz * self.n_fft / self.sample_rate) + 1, self.n_fft // 2 + 1)
