@@ -32,7 +32,7 @@ def time_kernels(rows, settings) -> dict[str, float]:
     """Seconds per utterance of each kernel, run alone in this process."""
     totals = {"load": 0.0, "f0": 0.0, "subband": 0.0, "write": 0.0}
     records = []
-    for utt, path in rows:
+    for utt, path, _ in rows:
         t0 = time.perf_counter()
         x = features.load_audio(path, settings.sample_rate)
         t1 = time.perf_counter()

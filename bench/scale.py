@@ -49,7 +49,7 @@ class OnTheFly(Dataset):
         return len(self.rows)
 
     def __getitem__(self, i):
-        utt, path = self.rows[i]
+        utt, path, _ = self.rows[i]
         waveform = features.load_audio(path, self.settings.sample_rate)
         subband, f0 = features.extract(waveform, self.settings.sample_rate, self.settings)
         subband, _ = fit_frames(subband, None, self.frames, None)

@@ -39,7 +39,8 @@ def plan_shards(rows: list, shard_size: int) -> list[list]:
 
 
 def plan_digest(rows: list) -> str:
-    text = "\n".join(f"{u.utt_id}\t{u.speaker}\t{u.attack}\t{u.label}\t{path}" for u, path in rows)
+    """What a finished shard must have been made from: the records and the audio's checksums."""
+    text = "\n".join(f"{u.utt_id}\t{u.speaker}\t{u.attack}\t{u.label}\t{path}\t{sha}" for u, path, sha in rows)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -94,7 +95,7 @@ def extract_partition(manifest: Path, out: Path, feature_settings: FeatureSettin
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     plans = plan_shards(rows, extract_settings.shard_size)
-    tasks = [[(u, str(Path(p).resolve())) for u, p in plan] for plan in plans]
+    tasks = [[(u, str(Path(p).resolve())) for u, p, _ in plan] for plan in plans]
     fingerprint = feature_settings.fingerprint()
     names = [shard_name(i) for i in range(len(plans))]
     digests = [plan_digest(p) for p in plans]

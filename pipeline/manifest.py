@@ -1,70 +1,90 @@
-"""Stage `manifest`: protocols + audio folders -> one validated TSV per partition.
+"""Stage `manifest`: a corpus's protocols + audio -> one validated TSV per partition.
 
     python -m pipeline.manifest [--params params.yaml] [--out data/manifest]
 
-Each row is `utt_id speaker attack label path`. Every protocol line must be well formed and
-its audio file must exist; otherwise the stage stops naming the file and line, or (with
-data.on_error: skip) leaves the utterance out and lists it in `skipped.tsv`.
+Each row is `utt_id speaker attack label path audio_sha256 conditions`. The corpus is read
+through its layout's adapter (data.layout, pipeline/layouts.py). Every protocol line must be
+well formed and its audio file must exist; otherwise the stage stops naming the file and line,
+or (with data.on_error: skip) leaves the utterance out and lists it in `skipped.tsv`. The audio
+checksum makes a changed recording change the manifest, so its features are recomputed even when
+the protocol stays the same (a rebuilt mini corpus keeps its utterance ids).
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
-from pipeline.protocol import ProtocolError, Utterance, audio_dir, parse_protocol, protocol_path
+from tqdm import tqdm
+
+from pipeline.layouts import partitions_of, read_layout
+from pipeline.protocol import ProtocolError, Utterance, parse_conditions
 from pipeline.settings import PARTITIONS, DataSettings, SettingsError, load_settings
 
-COLUMNS = ("utt_id", "speaker", "attack", "label", "path")
+COLUMNS = ("utt_id", "speaker", "attack", "label", "path", "audio_sha256", "conditions")
 
 
-def build_manifest(root: str | Path, partition: str, on_error: str = "stop"):
-    """Returns (rows, problems); rows are (Utterance, audio path)."""
-    protocol = protocol_path(root, partition)
-    utterances, problems = parse_protocol(protocol, on_error)
-    folder = audio_dir(root, partition)
-    if not folder.is_dir():
-        raise ProtocolError(f"{folder}: audio folder of {protocol.name} not found")
-    rows = []
-    for utt in utterances:
-        path = folder / f"{utt.utt_id}.flac"
-        if not path.is_file():
-            problem = f"{protocol}: {utt.utt_id}: audio file {path} not found"
-            if on_error == "stop":
-                raise ProtocolError(problem)
-            problems.append(problem)
-            continue
-        rows.append((utt, path))
+class ManifestRow(NamedTuple):
+    utt: Utterance
+    path: str
+    audio_sha256: str
+
+
+def audio_checksum(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def build_manifest(root: str | Path, partition: str, on_error: str = "stop", layout: str = "asvspoof2019",
+                   progress: bool = False, **layout_options) -> tuple[list[ManifestRow], list[str]]:
+    """Returns (rows, problems)."""
+    found, problems = read_layout(layout, root, partition, on_error, **layout_options)
+    rows = [ManifestRow(utt, str(path), audio_checksum(path))
+            for utt, path in tqdm(found, desc=f"manifest {partition}", unit="file", disable=not progress)]
     return rows, problems
 
 
-def write_manifest(rows, path: Path) -> None:
+def write_manifest(rows: list[ManifestRow], path: Path) -> None:
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w", newline="") as f:
         writer = csv.writer(f, delimiter="\t", lineterminator="\n")
         writer.writerow(COLUMNS)
-        for utt, audio in rows:
-            writer.writerow((utt.utt_id, utt.speaker, utt.attack, utt.label, str(audio)))
+        for utt, audio, checksum in rows:
+            writer.writerow((utt.utt_id, utt.speaker, utt.attack, utt.label, str(audio), checksum,
+                             utt.conditions_text()))
     tmp.replace(path)
 
 
-def read_manifest(path: str | Path) -> list[tuple[Utterance, str]]:
+def read_manifest(path: str | Path) -> list[ManifestRow]:
     with open(path, newline="") as f:
         reader = csv.reader(f, delimiter="\t")
         header = next(reader, None)
         if tuple(header or ()) != COLUMNS:
-            raise ProtocolError(f"{path}: not a manifest (header {header})")
-        return [(Utterance(u, s, a, int(label)), p) for u, s, a, label, p in reader]
+            raise ProtocolError(f"{path}: not a manifest of this version (header {header}); "
+                                f"rerun the manifest stage (`dvc repro manifest`)")
+        return [ManifestRow(Utterance(u, s, a, int(label), parse_conditions(c)), p, sha)
+                for u, s, a, label, p, sha, c in reader]
 
 
 def run(settings: DataSettings, out: Path) -> dict[str, int]:
     out.mkdir(parents=True, exist_ok=True)
     counts, skipped = {}, []
+    missing = [p for p in PARTITIONS if p not in partitions_of(settings.layout)]
+    if missing:
+        raise ProtocolError(
+            f"data.layout {settings.layout} has no {' or '.join(missing)} partition to train and choose on; "
+            f"train on asvspoof2019 or asvspoof5 and score this corpus with "
+            f"`python -m pipeline.evaluate --layout {settings.layout} --root {settings.root}`")
     for part in PARTITIONS:
-        rows, problems = build_manifest(settings.root, part, settings.on_error)
+        rows, problems = build_manifest(settings.root, part, settings.on_error, settings.layout, progress=True)
         if not rows:
-            raise ProtocolError(f"{protocol_path(settings.root, part)}: no usable utterances")
+            raise ProtocolError(f"{settings.root}: {settings.layout} {part} partition: no usable utterances")
         write_manifest(rows, out / f"{part}.tsv")
         skipped += [(part, p) for p in problems]
         counts[part] = len(rows)

@@ -102,6 +102,11 @@ def write_markdown(path: Path, partition: str, metrics: dict, det_png: Path, his
               "| attack | spoofs | EER |", "| --- | --- | --- |"]
     for attack, eer in metrics["eer_per_attack"].items():
         lines.append(f"| {attack} | {metrics['spoof_per_attack'][attack]} | {eer:.2%} |")
+    for condition, values in metrics.get("eer_per_condition", {}).items():
+        lines += ["", f"## Per {condition} (its spoofs against the bona fide of the same {condition}, "
+                  f"or all bona fide where none has it)", "",
+                  f"| {condition} | bona fide | spoofs | EER |", "| --- | --- | --- | --- |"]
+        lines += [f"| {v} | {m['bonafide']} | {m['spoof']} | {m['eer']:.2%} |" for v, m in values.items()]
     lines += ["", "## DET curve", "", f"![DET curve]({rel(det_png)})", "",
               "## Score distributions", "", f"![score histograms]({rel(hist_png)})", ""]
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -32,8 +32,11 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class DataSettings:
-    # Folder in the ASVspoof 2019 LA layout: the mini corpus, or the real corpus.
+    # Corpus folder: the mini corpus, or a real corpus in the layout below.
     root: str = "data/mini_corpus"
+    # How the corpus lays out its protocols and audio (pipeline/layouts.py). Training needs
+    # train, dev and eval partitions: asvspoof2019 or asvspoof5.
+    layout: Literal["asvspoof2019", "asvspoof5"] = "asvspoof2019"
     # What to do with a malformed protocol line or a missing audio file.
     on_error: Literal["stop", "skip"] = "stop"
 

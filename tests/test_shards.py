@@ -109,7 +109,7 @@ def test_changed_feature_settings_recompute_every_shard(manifest, tmp_path):
 
 def test_bad_audio_stops_or_is_skipped_and_reported(manifest, tmp_path):
     lines = manifest.read_text().splitlines()
-    broken = lines[3].split("\t")[-1]
+    broken = lines[3].split("\t")[4]
     open(broken, "w").write("not audio")
     out = tmp_path / "features"
     with pytest.raises(ExtractionError, match=f"{broken}: not readable as audio"):
