@@ -5,11 +5,12 @@ PYTHON   ?= python3
 VENV     := .venv
 BIN      := $(VENV)/bin
 STAMP    := $(VENV)/.requirements-installed
-# Debian packages the mini corpus is built from: real speech (Asterisk prompts) and TTS engines.
+# Debian packages the mini corpus is built from: real speech (Asterisk prompts, KDE word and letter
+# voices) and TTS engines.
 APT_PACKAGES := asterisk-core-sounds-en-g722 asterisk-core-sounds-es-g722 \
 	asterisk-core-sounds-fr-g722 asterisk-core-sounds-it-g722 asterisk-core-sounds-ru-g722 \
 	asterisk-prompt-it-menardi-wav asterisk-prompt-es-co asterisk-prompt-fr-armelle \
-	espeak-ng flite festival festvox-kallpc16k
+	ktuberling-data klettres-data espeak-ng flite festival festvox-kallpc16k
 
 .PHONY: repro test install system-deps dvc-config bench clean-data
 

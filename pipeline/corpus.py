@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -35,6 +36,11 @@ G722_BYTES_PER_SECOND = 8000  # 64 kbit/s
 # Prompt files read: G.722 (asterisk-core-sounds-*-g722); WAV and headerless GSM 6.10, both
 # 8 kHz (asterisk-prompt-*), which soundfile reads.
 PROMPT_SUFFIXES = (".g722", ".wav", ".gsm")
+# Word voices (KDE's ktuberling and klettres): single words, letters and syllables recorded by
+# volunteers, as Ogg Vorbis, Opus or WAV at 44.1 kHz.
+WORD_SUFFIXES = (".ogg", ".opus", ".wav")
+# Silence put between joined words (seconds), after each word's own silence is trimmed.
+WORD_GAP_SECONDS = 0.2
 
 # Attack id -> (generator, description). Train/dev use A01-A04; eval adds unseen A05-A07.
 ATTACKS = {
@@ -48,7 +54,12 @@ ATTACKS = {
 }
 
 TTS_GENERATORS = ("espeak", "flite", "festival")  # the rest vocode a bona fide prompt
-ESPEAK_VOICES = {"en": "en-us", "es": "es-419", "fr": "fr-fr", "it": "it", "ru": "ru"}
+# espeak-ng voice per bona fide language; a language espeak lacks gets its nearest neighbour
+# (Galician: Portuguese; Low German: German; Walloon: French; Nynorsk: Bokmål).
+ESPEAK_VOICES = {"en": "en-us", "es": "es-419", "fr": "fr-fr", "it": "it", "ru": "ru", "ar": "ar", "ca": "ca",
+                 "cs": "cs", "da": "da", "de": "de", "el": "el", "fi": "fi", "ga": "ga", "gl": "pt", "he": "he",
+                 "hu": "hu", "lt": "lt", "ml": "ml", "nb": "nb", "nds": "de", "nl": "nl", "nn": "nb", "pt": "pt",
+                 "ro": "ro", "sl": "sl", "sr": "sr", "sv": "sv", "tn": "tn", "uk": "uk", "wa": "fr-fr"}
 FLITE_VOICES = ("kal16", "awb", "rms", "slt")
 
 # IVR-style prompts, written for this project in the languages of the bona fide speakers, so
@@ -111,10 +122,16 @@ class CorpusError(RuntimeError):
 
 @dataclass(frozen=True)
 class Prompt:
-    """One Asterisk recording."""
-    path: str
+    """One recording (an Asterisk prompt), or a few short ones joined into one utterance (words
+    or letters of the KDE voices)."""
+    paths: tuple[str, ...]
     speaker: str
     language: str
+
+    @property
+    def path(self) -> str:
+        """The prompt's name: its file, or its files joined by '+'."""
+        return "+".join(self.paths)
 
 
 @dataclass(frozen=True)
@@ -140,19 +157,38 @@ def prompt_seconds(path: Path) -> float:
     return sf.info(str(path)).duration
 
 
+def language_of(folder: str) -> str:
+    """`en_US_f_Allison` -> en, `pt_BR` -> pt, `sr@latin` -> sr."""
+    return re.split(r"[_@]", Path(folder).name)[0]
+
+
 def find_prompts(settings: CorpusSettings) -> dict[str, list[Prompt]]:
-    """Prompts per speaker, sorted, within the duration limits."""
-    root = Path(settings.sources)
+    """Prompts per speaker, sorted, within the duration limits: each Asterisk recording, and the
+    short recordings of each word voice joined in groups of words_per_utterance (in file-name
+    order, so the same words go together on every machine)."""
     by_speaker: dict[str, list[Prompt]] = {}
     for folder, speaker in sorted(settings.speakers.items()):
-        voice_dir = root / folder
+        voice_dir = Path(settings.sources) / folder
         if not voice_dir.is_dir():
             raise CorpusError(f"{voice_dir}: voice folder missing; install the Asterisk prompts "
                               f"(make system-deps) or fix corpus.sources / corpus.speakers")
-        language = folder.split("_")[0]
         for path in sorted(p for p in voice_dir.rglob("*") if p.suffix in PROMPT_SUFFIXES):
             if settings.min_seconds <= prompt_seconds(path) <= settings.max_seconds:
-                by_speaker.setdefault(speaker, []).append(Prompt(str(path), speaker, language))
+                by_speaker.setdefault(speaker, []).append(Prompt((str(path),), speaker, language_of(folder)))
+    for folder, speaker in sorted(settings.word_voices.items()):
+        voice_dir = Path(folder)
+        if not voice_dir.is_dir():
+            raise CorpusError(f"{voice_dir}: word voice folder missing; install ktuberling-data and "
+                              f"klettres-data (make system-deps) or fix corpus.word_voices")
+        words = sorted(p for p in voice_dir.rglob("*") if p.suffix in WORD_SUFFIXES)
+        n = settings.words_per_utterance
+        # Word files carry their own silence (most last about 2 s), trimmed when joined: the
+        # group's files must be long enough together, and the joined utterance is cut to
+        # max_seconds by the channel like any other.
+        for group in (words[i:i + n] for i in range(0, len(words) - n + 1, n)):
+            if sum(prompt_seconds(p) for p in group) >= settings.min_seconds:
+                by_speaker.setdefault(speaker, []).append(
+                    Prompt(tuple(map(str, group)), speaker, language_of(folder)))
     return by_speaker
 
 
@@ -163,12 +199,25 @@ def make_text(language: str, rng: random.Random) -> str:
     return " ".join(parts)
 
 
+def proportional_quotas(total: int, shares: list[int]) -> list[int]:
+    """total split in proportion to shares, in whole numbers (largest remainder, ties to the first)."""
+    if sum(shares) == 0:
+        shares = [1] * len(shares)
+    exact = [total * s / sum(shares) for s in shares]
+    quotas = [int(e) for e in exact]
+    by_remainder = sorted(range(len(shares)), key=lambda i: (-(exact[i] - quotas[i]), i))
+    for i in by_remainder[:total - sum(quotas)]:
+        quotas[i] += 1
+    return quotas
+
+
 def plan_partition(partition: str, prompts: dict[str, list[Prompt]], settings: CorpusSettings) -> list[Item]:
     """Decide every utterance of a partition; deterministic for the corpus seed."""
     rng = random.Random(f"{settings.seed}-{partition}")
-    # Speakers take turns, both for the bona fide utterances and within every attack, so each
-    # speaker of the partition gives the same share of each class and each attack (while their
-    # prompts last): no attack can be told apart by whose voice it copies.
+    # Speakers take turns for the bona fide utterances, so each gives the same share while its
+    # prompts last. Every attack then takes from each speaker in proportion to that speaker's
+    # bona fide share, also by turns: every speaker has the same bona fide : spoof ratio in every
+    # attack, so neither the class nor the attack can be told by whose voice it is.
     per_speaker = [list(prompts.get(spk, [])) for spk in settings.partition_speakers[partition]]
     per_speaker = [speaker_prompts for speaker_prompts in per_speaker if speaker_prompts]
     if not per_speaker:
@@ -192,6 +241,8 @@ def plan_partition(partition: str, prompts: dict[str, list[Prompt]], settings: C
     sources = [[p for p in speaker_prompts if p.path not in used] or speaker_prompts
                for speaker_prompts in per_speaker]
     cursors = {"vocoder": [0] * len(sources), "tts": [0] * len(sources)}
+    shares = [sum(p.speaker == speaker_prompts[0].speaker for p in bonafide) for speaker_prompts in per_speaker]
+    quotas = proportional_quotas(settings.spoofs_per_attack[partition], shares)
     turn = 0
     for attack in settings.attacks[partition]:
         if attack not in ATTACKS:
@@ -199,8 +250,12 @@ def plan_partition(partition: str, prompts: dict[str, list[Prompt]], settings: C
         generator = ATTACKS[attack][0]
         is_tts = generator in TTS_GENERATORS
         cursor = cursors["tts" if is_tts else "vocoder"]
+        left = list(quotas)
         for _ in range(settings.spoofs_per_attack[partition]):
+            while left[turn % len(sources)] == 0:
+                turn += 1
             speaker = turn % len(sources)
+            left[speaker] -= 1
             turn += 1
             prompt = sources[speaker][cursor[speaker] % len(sources[speaker])]
             cursor[speaker] += 1
@@ -224,6 +279,20 @@ def read_prompt(path: str) -> np.ndarray:
         pcm = G722.G722(SAMPLE_RATE, 64000).decode(Path(path).read_bytes())
         return np.array(pcm, dtype=np.float32) / 32768.0
     return load_audio(path, SAMPLE_RATE)
+
+
+def prompt_audio(prompt: Prompt) -> np.ndarray:
+    """A prompt's audio: its one recording, or its words, each trimmed of its own silence, joined
+    by WORD_GAP_SECONDS of silence."""
+    if len(prompt.paths) == 1:
+        return read_prompt(prompt.paths[0])
+    import librosa
+    gap = np.zeros(int(WORD_GAP_SECONDS * SAMPLE_RATE), np.float32)
+    pieces = []
+    for path in prompt.paths:
+        word, _ = librosa.effects.trim(read_prompt(path), top_db=40, frame_length=512, hop_length=128)
+        pieces += [word, gap]
+    return np.concatenate(pieces[:-1])
 
 
 def g722_round_trip(x: np.ndarray) -> np.ndarray:
@@ -337,11 +406,11 @@ def render(item: Item, out_dir: Path, settings: CorpusSettings) -> None:
     generator = ATTACKS[item.attack][0] if item.attack != "-" else "bonafide"
     with tempfile.TemporaryDirectory() as tmp:
         if generator == "bonafide":
-            x = read_prompt(item.prompt.path)
+            x = prompt_audio(item.prompt)
         elif item.text:
             x = tts(generator, item.text, item.prompt.language, rng, Path(tmp))
         else:
-            x = vocode(generator, read_prompt(item.prompt.path), rng)
+            x = vocode(generator, prompt_audio(item.prompt), rng)
     y = final_channel(x, settings)
     target = out_dir / f"{item.utt_id}.flac"
     partial = target.with_suffix(".tmp")
@@ -364,7 +433,11 @@ def write_readme(out: Path, counts: dict[str, dict[str, int]], settings: CorpusS
              "recordings: asterisk-core-sounds-*-g722 by Allison Smith (en, es; CC-BY-SA-3.0), "
              "June Wallack (fr; CC-BY-SA-3.0), Carlo Flora (it; CC-BY-3.0) and ivrvoice.ru (ru; CC-BY-3.0); "
              "asterisk-prompt-it-menardi-wav (it; CC-BY-SA-3.0), asterisk-prompt-es-co (es, Colombia; GPL) "
-             "and asterisk-prompt-fr-armelle (fr, Armelle Desjardins; GPL-2+). The copyright files of the "
+             "and asterisk-prompt-fr-armelle (fr, Armelle Desjardins; GPL-2+); and the volunteer voices "
+             "of KDE's ktuberling-data (words in 23 languages) and klettres-data (letters and syllables "
+             "in 20 languages), both GPL-2+, whose short recordings are joined "
+             f"{settings.words_per_utterance} to an utterance. A language's ktuberling and klettres voices "
+             "may be one person: they always share a partition. The copyright files of the "
              "packages used are in licenses/. Vocoded spoofs are derived from these recordings and carry "
              "the same licences. TTS spoofs speak sentences written for this project.", "",
              f"Channel: every utterance is trimmed, band-limited to {settings.channel_rate // 2} Hz, "
@@ -386,9 +459,10 @@ def copy_licences(settings: CorpusSettings, licenses: Path) -> None:
     """Copy the Debian copyright file of every package that ships a voice folder used here."""
     licenses.mkdir(parents=True, exist_ok=True)
     packages = set()
-    for folder in sorted(settings.speakers):
+    folders = [Path(settings.sources) / f for f in settings.speakers] + [Path(f) for f in settings.word_voices]
+    for folder in sorted(folders):
         try:
-            found = subprocess.run(["dpkg-query", "-S", str(Path(settings.sources) / folder)],
+            found = subprocess.run(["dpkg-query", "-S", str(folder)],
                                    capture_output=True, text=True, check=False).stdout
         except FileNotFoundError:  # not a Debian system: the recordings' licences are the user's to keep
             return

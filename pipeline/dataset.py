@@ -116,12 +116,12 @@ class ShardDataset(Dataset):
     applies the augmentations (frequency stretch, then the masks); train=False never augments
     and gives the evaluation input (`eval_frames`): the first `frames` frames ("crop") or the
     whole utterance ("whole": items differ in length; `length_batches(eval_lengths())` groups
-    equal ones).
+    equal ones). exclude_attacks: attack ids whose spoofs are left out (leave-one-attack-out).
     """
 
     def __init__(self, readers, frames: int, train: bool, f0_channel: bool = False,
                  freq_stretch: float = 0.0, mask_bins: int = 0, mask_frames: int = 0,
-                 eval_input: str = "crop", seed: int = 0):
+                 eval_input: str = "crop", seed: int = 0, exclude_attacks=()):
         if eval_input not in EVAL_INPUTS:
             raise ValueError(f"eval_input must be one of {EVAL_INPUTS}, got {eval_input!r}")
         self.eval_input = eval_input
@@ -134,19 +134,24 @@ class ShardDataset(Dataset):
         self.f0_channel = f0_channel
         sizes = [len(r) for r in readers]
         self.starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        self.labels = np.concatenate([r.label for r in readers]).astype(np.int64) if readers else np.zeros(0)
+        # Items: positions in the shards' concatenation, without the excluded attacks' spoofs.
+        attacks = np.concatenate([np.asarray(r.attack) for r in readers]) if readers else np.zeros(0, str)
+        self.items = np.flatnonzero(~np.isin(attacks, list(exclude_attacks))).astype(np.int64)
+        labels = np.concatenate([r.label for r in readers]).astype(np.int64) if readers else np.zeros(0, np.int64)
+        self.labels = labels[self.items]
 
     def __len__(self) -> int:
-        return int(self.starts[-1])
+        return len(self.items)
 
     def locate(self, index: int) -> tuple[int, int]:
-        shard = int(np.searchsorted(self.starts, index, side="right") - 1)
-        return shard, index - int(self.starts[shard])
+        position = int(self.items[index])
+        shard = int(np.searchsorted(self.starts, position, side="right") - 1)
+        return shard, position - int(self.starts[shard])
 
     def eval_lengths(self) -> np.ndarray:
         """Every item's evaluation input length in frames (from the shard offsets, no reads)."""
         frames = np.concatenate([np.diff(r.offsets) for r in self.readers]) if self.readers else np.zeros(0)
-        return np.array([eval_length(int(n), self.frames, self.eval_input) for n in frames], np.int64)
+        return np.array([eval_length(int(n), self.frames, self.eval_input) for n in frames[self.items]], np.int64)
 
     def utterance(self, index: int) -> tuple[str, str, int]:
         shard, i = self.locate(index)

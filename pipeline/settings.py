@@ -51,6 +51,9 @@ class CorpusSettings:
         "en_US_f_Allison": "ALLISON", "es_MX_f_Allison": "ALLISON",
         "fr_CA_f_June": "JUNE", "it_IT_m_Carlo": "CARLO", "ru_RU_f_IvrvoiceRU": "IVRRU",
         "it_IT_f_Menardi": "MENARDI", "es": "ESCO", "fr": "ARMELLE"})
+    # Folders of short recordings (words, letters) -> speaker; joined words_per_utterance at a time.
+    word_voices: dict = field(default_factory=dict)
+    words_per_utterance: int = 4
     partition_speakers: dict = field(default_factory=lambda: {
         "train": ["ALLISON", "CARLO", "MENARDI", "ESCO", "ARMELLE"], "dev": ["JUNE"], "eval": ["IVRRU"]})
     bonafide: dict = field(default_factory=lambda: {"train": 500, "dev": 100, "eval": 120})
@@ -74,12 +77,18 @@ class CorpusSettings:
                 value = getattr(self, name)[part]
                 if not isinstance(value, int) or value < 0:
                     raise SettingsError(f"{path}.{name}.{part}: must be an integer >= 0, got {value!r}")
-        known = set(self.speakers.values())
+        known = set(self.speakers.values()) | set(self.word_voices.values())
+        seen = {}
         for part, spk in self.partition_speakers.items():
             unknown = set(spk) - known
             if unknown:
                 raise SettingsError(f"{path}.partition_speakers.{part}: unknown speakers {sorted(unknown)}; "
                                     f"known: {sorted(known)}")
+            for speaker in spk:
+                if seen.setdefault(speaker, part) != part:
+                    raise SettingsError(f"{path}.partition_speakers: {speaker} is in both {seen[speaker]} and "
+                                        f"{part}; a speaker belongs to one partition")
+        _positive(self.words_per_utterance, f"{path}.words_per_utterance")
         if not 0 < self.min_seconds < self.max_seconds:
             raise SettingsError(f"{path}: need 0 < min_seconds < max_seconds")
         if not isinstance(self.channel_rate, int) or not 1000 <= self.channel_rate <= 16000:
@@ -282,6 +291,9 @@ class TrainSettings:
     # always scored (its EER threshold goes into the model file); with average_epochs 0 the
     # model is the best epoch on dev, so dev is then scored after every epoch.
     dev_every: int = 1
+    # Attack ids left out of training and of dev scoring during training (leave-one-attack-out;
+    # the loao stage sets it per run). Empty: every attack.
+    exclude_attacks: list = field(default_factory=list)
 
     def validate(self, path: str) -> None:
         if self.average_epochs < 0:
@@ -327,6 +339,15 @@ class EvaluateSettings:
 
 
 @dataclass(frozen=True)
+class LoaoSettings:
+    # Leave one attack out: train once per attack of the training partition without it and score
+    # it on dev and eval (pipeline/loao.py). Off by default: one training run per attack.
+    enabled: bool = False
+    # The attacks to hold out, one run each; empty = every attack of the training partition.
+    attacks: list = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class Settings:
     data: DataSettings = field(default_factory=DataSettings)
     corpus: CorpusSettings = field(default_factory=CorpusSettings)
@@ -336,6 +357,7 @@ class Settings:
     model: ModelSettings = field(default_factory=ModelSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
     evaluate: EvaluateSettings = field(default_factory=EvaluateSettings)
+    loao: LoaoSettings = field(default_factory=LoaoSettings)
 
 
 def _positive(value, path: str) -> None:

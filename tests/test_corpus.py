@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.corpus import ATTACKS, final_channel, find_prompts, plan_partition, prompt_seconds, read_prompt
+from pipeline.corpus import (ATTACKS, final_channel, find_prompts, plan_partition, prompt_audio, prompt_seconds,
+                             read_prompt)
 from pipeline.settings import PARTITIONS, CorpusSettings
 
 
@@ -112,3 +113,53 @@ def test_final_channel_band_limits_every_utterance():
     assert len(narrow) == len(wide) == len(tones)
     assert level_at(wide, 6000) > 0.3 * level_at(wide, 300)
     assert level_at(narrow, 6000) < 1e-3 * level_at(narrow, 300)
+
+
+def word_voice(folder: Path, words: int, f0: float) -> Path:
+    """A voice folder of short word recordings (44.1 kHz, with silence around each word)."""
+    import soundfile as sf
+    folder.mkdir(parents=True)
+    t = np.arange(int(0.4 * 44100)) / 44100
+    for i in range(words):
+        word = 0.3 * np.sin(2 * np.pi * f0 * (1 + 0.02 * i) * t)
+        sf.write(folder / f"w{i:02d}.ogg", np.concatenate([np.zeros(22050), word, np.zeros(22050)]), 44100)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def word_settings(tmp_path_factory):
+    root = tmp_path_factory.mktemp("words")
+    voices = {str(word_voice(root / "de", 40, 120)): "W_DE", str(word_voice(root / "sv", 9, 180)): "W_SV",
+              str(word_voice(root / "ca", 12, 150)): "W_CA", str(word_voice(root / "uk", 12, 210)): "W_UK"}
+    return CorpusSettings(speakers={}, word_voices=voices, words_per_utterance=3,
+                          partition_speakers={"train": ["W_DE", "W_SV"], "dev": ["W_CA"], "eval": ["W_UK"]},
+                          bonafide={"train": 10, "dev": 3, "eval": 3},
+                          spoofs_per_attack={"train": 20, "dev": 3, "eval": 3})
+
+
+def test_word_voices_are_joined_into_utterances_of_their_language(word_settings):
+    prompts = find_prompts(word_settings)
+    assert [len(prompts[s]) for s in ("W_DE", "W_SV", "W_CA")] == [13, 3, 4]  # 40 // 3, 9 // 3, 12 // 3
+    first = prompts["W_SV"][0]
+    assert first.language == "sv" and [Path(p).name for p in first.paths] == ["w00.ogg", "w01.ogg", "w02.ogg"]
+    x = prompt_audio(first)
+    # three 0.4 s words, each trimmed of its 0.5 s silences (to within a few 8 ms frames), two
+    # 0.2 s gaps: 1.6 s, where the files last 4.2 s
+    assert x.dtype == np.float32 and 1.6 <= len(x) / 16000 < 1.8
+
+
+def test_every_speaker_has_the_same_bonafide_to_spoof_ratio(word_settings):
+    items = plan_partition("train", find_prompts(word_settings), word_settings)
+    bona = Counter(i.speaker for i in items if i.key == "bonafide")
+    assert bona == {"W_DE": 7, "W_SV": 3}  # turns while W_SV's three utterances last
+    for attack in word_settings.attacks["train"]:
+        spoofs = Counter(i.speaker for i in items if i.attack == attack)
+        assert spoofs == {"W_DE": 14, "W_SV": 6}, attack  # 20 split 7 : 3
+
+
+def test_a_speaker_in_two_partitions_is_refused(word_settings):
+    from pipeline.settings import SettingsError
+    bad = replace(word_settings, partition_speakers={"train": ["W_DE", "W_SV"], "dev": ["W_CA", "W_SV"],
+                                                     "eval": ["W_UK"]})
+    with pytest.raises(SettingsError, match="W_SV is in both train and dev"):
+        bad.validate("corpus")

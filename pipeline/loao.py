@@ -1,0 +1,131 @@
+"""Stage `loao`: leave one attack out. For each attack of the training partition, train the recipe
+without it and score its spoofs against the bona fide of the unseen speakers.
+
+    python -m pipeline.loao [--params params.yaml] [--features data/features] [--out models/loao]
+
+With loao.enabled false (the default: it trains one model per attack, several times the main
+run's cost) the stage only writes metrics/loao.json saying so. Enabled, each attack X gets
+models/loao/X/ (params.yaml: params.yaml with train.exclude_attacks: [X], the model, its training
+log): train.py runs on the training partition without X, choosing and calibrating on dev without
+X, and the model then scores X's spoofs of dev and eval against all bona fide of dev and eval (the
+speakers it never heard), as `python -m pipeline.evaluate` scores. metrics/loao.json has each
+attack's EER, their mean (the figure that says how the recipe meets a generator it has not
+seen) and what each run cost. A finished attack (its model and scores match the settings) is not
+trained again when the stage is rerun after an interruption.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from pipeline.dataset import ShardDataset
+from pipeline.metrics import ScoreError, compute_eer, min_dcf
+from pipeline.preset import deep_update
+from pipeline.scoring import CheckpointError, load_model, resolve_device, score_dataset, scoring_precision
+from pipeline.settings import Settings, SettingsError, load_settings
+from pipeline.shards import ShardError, open_partition
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def train_attacks(features: Path, settings: Settings) -> list[str]:
+    """The attacks of the training partition, as its shards list them."""
+    readers = open_partition(features / "train", settings.features, verify=False)
+    return sorted({a for r in readers for a in r.attack} - {"-"})
+
+
+def heldout_scores(model_path: Path, features: Path, settings: Settings, attack: str) -> tuple[np.ndarray, np.ndarray]:
+    """Scores of the bona fide of dev and eval and of `attack`'s spoofs there (score, label)."""
+    model, state = load_model(model_path)
+    device = resolve_device(settings.train.device)
+    model.to(device)
+    readers = [r for part in ("dev", "eval") for r in open_partition(features / part, settings.features)]
+    keep = tuple(a for a in {a for r in readers for a in r.attack} if a not in ("-", attack))
+    dataset = ShardDataset(readers, state["frames"], train=False, f0_channel=state["model_settings"]["f0_channel"],
+                           eval_input=state.get("eval_input", "crop"), exclude_attacks=keep)
+    if not np.any(dataset.labels == 0):
+        raise ScoreError(f"attack {attack} has no spoofs in dev or eval to score")
+    precision = scoring_precision(state.get("precision", "fp32"), device)
+    return score_dataset(model, dataset, settings.evaluate.batch_size, device, precision)
+
+
+def run_attack(attack: str, params: Path, features: Path, out: Path, settings: Settings) -> dict:
+    """Train without `attack` (train.py in its own process, as the train stage runs it) and score it."""
+    out.mkdir(parents=True, exist_ok=True)
+    recipe = deep_update(yaml.safe_load(params.read_text()), {"train": {"exclude_attacks": [attack]}})
+    run_params = out / "params.yaml"
+    run_params.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    run_settings = load_settings(run_params)
+    # What a finished attack was made from: the recipe and the shards (their index files).
+    made_from = {"recipe": recipe, "features": {p: hashlib.sha256((features / p / "index.json").read_bytes()).hexdigest()
+                                                 for p in ("train", "dev", "eval")}}
+    result_path = out / "result.json"
+    if result_path.is_file() and json.loads(result_path.read_text()).get("made_from") == made_from:
+        return json.loads(result_path.read_text())
+    started = time.perf_counter()
+    with open(out / "log.txt", "w") as log:
+        command = [sys.executable, str(ROOT / "train.py"), "--params", str(run_params), "--features", str(features),
+                   "--out_fold", str(out), "--metrics", str(out / "train.json"), "--live", str(out / "dvclive")]
+        if subprocess.run(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=os.environ).returncode:
+            raise RuntimeError(f"loao {attack}: training failed; see {out / 'log.txt'}")
+    scores, labels = heldout_scores(out / "model.pt", features, run_settings, attack)
+    bonafide, spoof = scores[labels == 1], scores[labels == 0]
+    result = {"attack": attack, "eer": compute_eer(bonafide, spoof)[0], "min_dcf": min_dcf(bonafide, spoof),
+              "bonafide": int(len(bonafide)), "spoof": int(len(spoof)),
+              "minutes": (time.perf_counter() - started) / 60, "made_from": made_from}
+    result_path.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def run(params: Path, features: Path, out: Path) -> dict:
+    settings = load_settings(params)
+    if not settings.loao.enabled:
+        return {"enabled": False}
+    attacks = settings.loao.attacks or train_attacks(features, settings)
+    results = []
+    for attack in attacks:
+        print(f"loao: training without {attack}", flush=True)
+        result = run_attack(attack, params, features, out / attack, settings)
+        print(f"loao {attack}: EER {result['eer']:.2%} ({result['spoof']} spoofs, {result['bonafide']} bona fide, "
+              f"{result['minutes']:.1f} min)", flush=True)
+        results.append(result)
+    eers = [r["eer"] for r in results]
+    return {"enabled": True, "mean_eer": float(np.mean(eers)), "max_eer": float(np.max(eers)),
+            "eer_per_attack": {r["attack"]: r["eer"] for r in results},
+            "min_dcf_per_attack": {r["attack"]: r["min_dcf"] for r in results},
+            "counts": {r["attack"]: {"bonafide": r["bonafide"], "spoof": r["spoof"]} for r in results},
+            "minutes": sum(r["minutes"] for r in results)}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--features", default="data/features")
+    parser.add_argument("--out", default="models/loao")
+    parser.add_argument("--metrics", default="metrics/loao.json")
+    args = parser.parse_args(argv)
+    try:
+        summary = run(Path(args.params).resolve(), Path(args.features).resolve(), Path(args.out).resolve())
+    except (SettingsError, ShardError, CheckpointError, ScoreError, RuntimeError) as err:
+        print(f"loao: {err}", file=sys.stderr)
+        return 1
+    Path(args.metrics).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.metrics).write_text(json.dumps(summary, indent=2) + "\n")
+    if summary["enabled"]:
+        print(f"loao: mean EER {summary['mean_eer']:.2%} over {len(summary['eer_per_attack'])} held-out attacks")
+    else:
+        print("loao: off (loao.enabled: false); metrics/loao.json says so")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
