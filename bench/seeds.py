@@ -4,7 +4,8 @@
 
 A recipe is params.yaml plus the --set overrides (same syntax as `python -m pipeline.preset --set`).
 Each seed trains with train.py and is scored with the evaluate stage's own code
-(`python -m pipeline.evaluate`), on the feature shards under data/features (run `dvc repro` first;
+(`python -m pipeline.evaluate`), and with `--set loao.enabled=true` also left one attack out at a
+time (`python -m pipeline.loao`), on the feature shards under data/features (run `dvc repro` first;
 a recipe that changes features.* needs its own shards). Runs go side by side in --jobs processes,
 the cores shared out evenly between them; each run's wall time is reported with its figures.
 Nothing in the workspace (models/, metrics/, scores/) is touched: everything goes under --out.
@@ -54,6 +55,9 @@ def run_seed(seed: int, overrides: list[str], out: Path, features: Path, threads
                   "--model", str(run / "models/model.pt"), "--features", str(features),
                   "--scores", str(run / "scores"), "--metrics", str(run / "metrics"),
                   "--plots", str(run / "plots"), "--reports", str(run / "reports")] for part in ("dev", "eval")]
+    if load_settings(params).loao.enabled:  # --set loao.enabled=true: leave-one-attack-out too
+        commands.append([sys.executable, "-m", "pipeline.loao", "--params", str(params), "--features", str(features),
+                         "--out", str(run / "loao"), "--metrics", str(run / "metrics/loao.json")])
     for command in commands:
         if subprocess.run(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT).returncode:
             raise RuntimeError(f"seed {seed}: {' '.join(command[:3])} failed; see {run / 'log.txt'}")
@@ -62,12 +66,17 @@ def run_seed(seed: int, overrides: list[str], out: Path, features: Path, threads
         metrics = json.loads((run / "metrics" / f"{part}.json").read_text())
         result[f"{part}_eer"], result[f"{part}_min_tdcf"] = metrics["eer"], metrics["min_tdcf"]
     result["train"] = json.loads((run / "metrics/train.json").read_text())
+    if (run / "metrics/loao.json").is_file():
+        loao = json.loads((run / "metrics/loao.json").read_text())
+        result["loao_mean_eer"], result["loao_eer_per_attack"] = loao["mean_eer"], loao["eer_per_attack"]
     return result
 
 
 def summarise(results: list[dict]) -> dict:
     summary = {}
-    for key in ("dev_eer", "dev_min_tdcf", "eval_eer", "eval_min_tdcf", "minutes"):
+    for key in ("dev_eer", "dev_min_tdcf", "eval_eer", "eval_min_tdcf", "minutes", "loao_mean_eer"):
+        if key not in results[0]:
+            continue
         values = [r[key] for r in results]
         summary[key] = {"mean": statistics.fmean(values), "min": min(values), "max": max(values)}
     return summary
@@ -94,7 +103,9 @@ def main() -> int:
         print(f"seed {r['seed']}: dev EER {r['dev_eer']:.2%} min t-DCF {r['dev_min_tdcf']:.3f} | "
               f"eval EER {r['eval_eer']:.2%} min t-DCF {r['eval_min_tdcf']:.3f} | {r['minutes']:.1f} min")
     summary = summarise(results)
-    for key in ("dev_eer", "eval_eer"):
+    for key in ("dev_eer", "eval_eer", "loao_mean_eer"):
+        if key not in summary:
+            continue
         s = summary[key]
         print(f"{key}: mean {s['mean']:.2%} (min {s['min']:.2%}, max {s['max']:.2%})")
     for key in ("dev_min_tdcf", "eval_min_tdcf"):

@@ -88,6 +88,7 @@ def run_attack(attack: str, params: Path, features: Path, out: Path, settings: S
 
 def run(params: Path, features: Path, out: Path) -> dict:
     settings = load_settings(params)
+    out.mkdir(parents=True, exist_ok=True)  # the stage's output, empty when off
     if not settings.loao.enabled:
         return {"enabled": False}
     attacks = settings.loao.attacks or train_attacks(features, settings)
