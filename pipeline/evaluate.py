@@ -7,7 +7,7 @@
 Writes scores/<name>.txt (`UTT ATTACK KEY SCORE`, higher = more bona fide), the same with
 calibrated scores (natural-log LLRs) in scores/<name>.llr.txt, metrics/<name>.json (EER, min
 t-DCF of ASVspoof 2019 and the revised one of 2021, the ASVspoof 5 minDCF / actDCF / Cllr /
-minCllr, EER per attack and per condition where the protocol has conditions (codec,
+minCllr, EER per attack, per speaker and per condition where the protocol has conditions (codec,
 transmission, ...), counts, the ASV operating point used), DET and score-histogram plots under
 plots/<name>/ (CSV for `dvc plots`, PNG for people) and reports/<name>.md. The stage's name is
 the partition; a cross-corpus run's is `<layout>[_<track>]_<partition>` unless --name says.
@@ -63,18 +63,29 @@ def condition_metrics(scores: np.ndarray, labels: np.ndarray, conditions: list) 
 
     As the ASVspoof evaluation packages do: a condition's spoofs against the bona fide of the
     same condition (a codec applies to both); where no bona fide has the value (a vocoder
-    type), against all bona fide, as the per-attack figures are."""
+    type), against all bona fide, as the per-attack figures are. eer is None where the
+    condition has too few utterances for one."""
     result = {}
     for name in sorted({k for c in conditions for k, _ in c}):
         values = np.array([dict(c).get(name, "") for c in conditions])
+        # One pass to group the utterances by value (thousands of speakers in ASVspoof 5).
+        unique, group = np.unique(values, return_inverse=True)
+        order = np.argsort(group, kind="stable")
+        bounds = np.searchsorted(group[order], np.arange(len(unique) + 1))
         result[name] = {}
-        for value in sorted(set(values[labels == 0])):
-            spoof = scores[(labels == 0) & (values == value)]
-            bonafide = scores[(labels == 1) & (values == value)]
+        for g, value in enumerate(unique):
+            members = order[bounds[g]:bounds[g + 1]]
+            spoof = scores[members[labels[members] == 0]]
+            if len(spoof) == 0:
+                continue
+            bonafide = scores[members[labels[members] == 1]]
             if len(bonafide) == 0:
                 bonafide = scores[labels == 1]
-            result[name][value] = {"eer": compute_eer(bonafide, spoof)[0], "bonafide": int(len(bonafide)),
-                                   "spoof": int(len(spoof))}
+            try:
+                eer = compute_eer(bonafide, spoof)[0]
+            except ScoreError:  # a handful of utterances (fewer than 3 distinct scores): no EER
+                eer = None
+            result[name][str(value)] = {"eer": eer, "bonafide": int(len(bonafide)), "spoof": int(len(spoof))}
     return result
 
 
@@ -136,8 +147,12 @@ def evaluate_features(name: str, model, state: dict, feature_dir: Path, feature_
         llr = to_llr(state["calibration"], scores)
         write_scores(Path(out["scores"]) / f"{name}.llr.txt", utterances, llr)
     attacks = [attack for _, attack, _ in utterances]
-    per_utt = [conditions.get(utt, ()) for utt, _, _ in utterances]
-    metrics = partition_metrics(scores, labels, attacks, asv, llr, per_utt if any(per_utt) else None)
+    # The speaker is a condition of every corpus: its spoofs (copies of its voice, or TTS with its
+    # label) against its own bona fide, so a voice the model takes for a spoof shows.
+    speakers = [dataset.readers[shard].speaker[i] for shard, i in map(dataset.locate, range(len(dataset)))]
+    per_utt = [tuple(conditions.get(utt, ())) for utt, _, _ in utterances]
+    per_utt = [c if any(k == "speaker" for k, _ in c) else c + (("speaker", spk),) for c, spk in zip(per_utt, speakers)]
+    metrics = partition_metrics(scores, labels, attacks, asv, llr, per_utt)
     write_plots_and_report(name, scores, labels, attacks, metrics, Path(out["plots"]) / name,
                            Path(out["reports"]) / f"{name}.md")
     path = Path(out["metrics"]) / f"{name}.json"

@@ -2,7 +2,7 @@
 
     python -m pipeline.model_card [--params params.yaml]
 
-Written from the run's own records (the manifests, metrics/train.json, metrics/{dev,eval}.json,
+Written from the run's own records (the manifests, metrics/train.json, metrics/{dev,eval,loao}.json,
 params.yaml), so it always describes the model that `dvc repro` last made.
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ def metric_row(name: str, m: dict) -> str:
             f"{optional('act_dcf', '.4f')} | {optional('cllr', '.3f')} | {m['min_cllr']:.3f} |")
 
 
-def render(settings, parts: dict, train: dict, metrics: dict) -> str:
+def render(settings, parts: dict, train: dict, metrics: dict, loao: dict | None = None) -> str:
     ms, ts = settings.model, settings.train
     seen = set(parts["train"]["attacks"])
     lines = [
@@ -65,14 +65,23 @@ def render(settings, parts: dict, train: dict, metrics: dict) -> str:
     for name, m in metrics.items():
         lines.append(metric_row(name, m))
     lines += ["", "EER per attack: " + "; ".join(
-        f"{name} " + ", ".join(f"{a} {e:.1%}" for a, e in m["eer_per_attack"].items()) for name, m in metrics.items()),
-        "", "## Not tested on", ""]
+        f"{name} " + ", ".join(f"{a} {e:.1%}" for a, e in m["eer_per_attack"].items()) for name, m in metrics.items())]
+    for name, m in metrics.items():
+        speakers = {k: v["eer"] for k, v in m.get("eer_per_condition", {}).get("speaker", {}).items()
+                    if v["eer"] is not None}
+        if len(speakers) > 1:
+            worst = max(speakers, key=speakers.get)
+            lines += ["", f"{name}: EER per speaker (its spoofs against its bona fide) from "
+                      f"{min(speakers.values()):.1%} to {speakers[worst]:.1%} ({worst}), over {len(speakers)} speakers."]
+    if loao and loao.get("enabled"):
+        lines += ["", f"Leave one attack out (trained without it, scored on the held-out speakers): mean EER "
+                  f"{loao['mean_eer']:.1%}; " + ", ".join(f"{a} {e:.1%}" for a, e in loao["eer_per_attack"].items())]
+    lines += ["", "## Not tested on", ""]
     unseen = sorted(set(parts.get("eval", {}).get("attacks", [])) - seen)
     lines += [
         f"- Speakers other than the {len(parts['dev']['speakers']) + len(parts['eval']['speakers'])} "
-        "held-out ones above. On the mini corpus dev and eval hold one speaker each: their EER measures "
-        "one voice each, not speakers in general (an outside check found a model of the mini corpus's "
-        "recipe near chance on other speakers).",
+        f"held-out ones above (dev {len(parts['dev']['speakers'])}, eval {len(parts['eval']['speakers'])}); "
+        "an outside check found a model of the earlier five-voice mini corpus near chance on other speakers.",
         "- Generators other than the attacks listed" + (f" (eval's {', '.join(unseen)} are the only ones "
                                                          f"unseen in training)" if unseen else "")
         + "; in particular neural TTS and neural vocoders, which the mini corpus does not contain.",
@@ -94,7 +103,9 @@ def main(argv=None) -> int:
         parts = {p: partition_summary(Path(args.manifest) / f"{p}.tsv") for p in ("train", "dev", "eval")}
         train = json.loads((Path(args.metrics) / "train.json").read_text())
         metrics = {p: json.loads((Path(args.metrics) / f"{p}.json").read_text()) for p in ("dev", "eval")}
-        text = render(settings, parts, train, metrics)
+        loao_path = Path(args.metrics) / "loao.json"
+        loao = json.loads(loao_path.read_text()) if loao_path.is_file() else None
+        text = render(settings, parts, train, metrics, loao)
     except (SettingsError, OSError, KeyError, json.JSONDecodeError) as err:
         print(f"model_card: {err}", file=sys.stderr)
         return 1

@@ -106,7 +106,12 @@ def write_markdown(path: Path, partition: str, metrics: dict, det_png: Path, his
         lines += ["", f"## Per {condition} (its spoofs against the bona fide of the same {condition}, "
                   f"or all bona fide where none has it)", "",
                   f"| {condition} | bona fide | spoofs | EER |", "| --- | --- | --- | --- |"]
-        lines += [f"| {v} | {m['bonafide']} | {m['spoof']} | {m['eer']:.2%} |" for v, m in values.items()]
+        shown = sorted(values.items(), key=lambda item: -(item[1]["eer"] if item[1]["eer"] is not None else -1))
+        if len(shown) > 40:  # thousands of speakers: the worst, and the rest in metrics/<name>.json
+            lines[-4] += f" (the 20 worst of {len(shown)}; all in the metrics file)"
+            shown = shown[:20]
+        lines += [f"| {v} | {m['bonafide']} | {m['spoof']} | "
+                  f"{'n/a (too few scores)' if m['eer'] is None else format(m['eer'], '.2%')} |" for v, m in shown]
     lines += ["", "## DET curve", "", f"![DET curve]({rel(det_png)})", "",
               "## Score distributions", "", f"![score histograms]({rel(hist_png)})", ""]
     path.parent.mkdir(parents=True, exist_ok=True)

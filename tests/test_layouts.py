@@ -193,6 +193,7 @@ def test_a_trained_model_scores_another_corpus_with_per_condition_eers(tiny_mode
     metrics = json.loads((out["metrics"] / "asvspoof5_eval.json").read_text())
     assert (metrics["bonafide"], metrics["spoof"]) == (4, 4)
     assert set(metrics["eer_per_attack"]) == {"A20", "A21"}
+    assert set(metrics["eer_per_condition"]["speaker"]) == {"E_0755", "E_0800"}
     codec = metrics["eer_per_condition"]["codec"]
     # C05 and uncoded spoofs against the bona fide of their own codec; C08 has none: all of them
     assert {v: (m["bonafide"], m["spoof"]) for v, m in codec.items()} == {"-": (2, 1), "C05": (2, 2), "C08": (4, 1)}
@@ -205,3 +206,12 @@ def test_a_trained_model_scores_another_corpus_with_per_condition_eers(tiny_mode
     assert (out["work"] / "asvspoof5_eval/features/index.json").is_file()
     again = subprocess.run(list(map(str, command)), cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and (out["scores"] / "asvspoof5_eval.txt").read_text().splitlines() == lines
+
+
+def test_a_condition_with_too_few_utterances_has_no_eer_instead_of_failing():
+    scores, labels = np.array([2.0, 1.0, 0.5, -1.0, 0.1]), np.array([1, 1, 1, 0, 0])
+    conditions = [(("speaker", "A"),), (("speaker", "B"),), (("speaker", "A"),), (("speaker", "A"),),
+                  (("speaker", "B"),)]
+    result = condition_metrics(scores, labels, conditions)["speaker"]
+    assert result["A"] == {"eer": 0.0, "bonafide": 2, "spoof": 1}
+    assert result["B"] == {"eer": None, "bonafide": 1, "spoof": 1}
