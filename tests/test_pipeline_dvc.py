@@ -101,10 +101,11 @@ def test_noop_repro_runs_nothing_and_feature_change_reruns_extraction_onwards(pr
     params["features"]["max_hz"] = 500.0
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     rerun = ran_stages(sh(["dvc", "repro"], work))
+    # (loao too: off by default, it only writes that it is off)
     assert rerun == ["evaluate@dev", "evaluate@eval", "f0_report", "features@dev", "features@eval",
-                     "features@train", "model_card", "train"]
+                     "features@train", "loao", "model_card", "train"]
     assert open_partition(work / "data/features/train", FeatureSettings(max_hz=500.0))[0].n_bins == 55
     # a training setting reruns training, evaluation and the model card only
     params["train"]["lr"] = 0.001
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert ran_stages(sh(["dvc", "repro"], work)) == ["evaluate@dev", "evaluate@eval", "model_card", "train"]
+    assert ran_stages(sh(["dvc", "repro"], work)) == ["evaluate@dev", "evaluate@eval", "loao", "model_card", "train"]
