@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import sys
 from pathlib import Path
 from typing import NamedTuple
@@ -23,6 +22,7 @@ from tqdm import tqdm
 from pipeline.layouts import partitions_of, read_layout
 from pipeline.protocol import ProtocolError, Utterance, parse_conditions
 from pipeline.settings import PARTITIONS, DataSettings, SettingsError, load_settings
+from pipeline.shards import file_sha256
 
 COLUMNS = ("utt_id", "speaker", "attack", "label", "path", "audio_sha256", "conditions")
 
@@ -33,19 +33,11 @@ class ManifestRow(NamedTuple):
     audio_sha256: str
 
 
-def audio_checksum(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def build_manifest(root: str | Path, partition: str, on_error: str = "stop", layout: str = "asvspoof2019",
                    progress: bool = False, **layout_options) -> tuple[list[ManifestRow], list[str]]:
     """Returns (rows, problems)."""
     found, problems = read_layout(layout, root, partition, on_error, **layout_options)
-    rows = [ManifestRow(utt, str(path), audio_checksum(path))
+    rows = [ManifestRow(utt, str(path), file_sha256(path))
             for utt, path in tqdm(found, desc=f"manifest {partition}", unit="file", disable=not progress)]
     return rows, problems
 

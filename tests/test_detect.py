@@ -6,20 +6,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import train
-from conftest import ROOT, harmonic, make_feature_shards
-from pipeline.settings import FeatureSettings, ModelSettings, Settings, TrainSettings
+from conftest import ROOT, harmonic, train_tiny_model
 
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
-    root = tmp_path_factory.mktemp("detect")
-    make_feature_shards(root / "features/train", FeatureSettings(), n_utts=32, seed=0)
-    make_feature_shards(root / "features/dev", FeatureSettings(), n_utts=16, n_shards=1, seed=1)
-    settings = Settings(model=ModelSettings(layers=[1, 1], planes=[16, 32], scale=4, stem_channels=8),
-                        train=TrainSettings(frames=32, batch_size=16, epochs=1, warmup_steps=2, num_workers=0))
-    train.train(settings, root / "features", root / "models", root / "train.json", live_dir=None, progress=False)
-    return root / "models/model.pt"
+    return train_tiny_model(tmp_path_factory.mktemp("detect"))
 
 
 @pytest.fixture(scope="module")

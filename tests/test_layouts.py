@@ -9,15 +9,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import train
-from conftest import ROOT, make_feature_shards, make_tone_corpus
+from conftest import ROOT, make_tone_corpus, train_tiny_model
 from pipeline.evaluate import condition_metrics
 from pipeline.extract import extract_partition
 from pipeline.layouts import read_layout
 from pipeline.manifest import build_manifest, read_manifest, run as run_manifest, write_manifest
 from pipeline.protocol import ProtocolError
-from pipeline.settings import (DataSettings, ExtractSettings, FeatureSettings, ModelSettings, Settings,
-                               TrainSettings)
+from pipeline.settings import DataSettings, ExtractSettings, FeatureSettings
 
 
 def tone(path, bonafide: bool, seed: int, seconds: float = 1.0):
@@ -173,13 +171,7 @@ def test_changed_audio_changes_the_manifest_and_recomputes_its_shard(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    root = tmp_path_factory.mktemp("model")
-    make_feature_shards(root / "features/train", FeatureSettings(), n_utts=32, seed=0)
-    make_feature_shards(root / "features/dev", FeatureSettings(), n_utts=16, n_shards=1, seed=1)
-    settings = Settings(model=ModelSettings(layers=[1, 1], planes=[16, 32], scale=4, stem_channels=8),
-                        train=TrainSettings(frames=32, batch_size=16, epochs=1, warmup_steps=2, num_workers=0))
-    train.train(settings, root / "features", root / "models", root / "train.json", live_dir=None, progress=False)
-    return root / "models/model.pt"
+    return train_tiny_model(tmp_path_factory.mktemp("model"))
 
 
 def test_a_trained_model_scores_another_corpus_with_per_condition_eers(tiny_model, tmp_path):
