@@ -128,17 +128,22 @@ def write_plots_and_report(partition: str, scores, labels, attacks, metrics: dic
     report.write_markdown(report_path, partition, metrics, det_png, hist_png)
 
 
+def score_readers(model, state: dict, readers, settings, exclude_attacks=()):
+    """Score shards as the model file says it is evaluated (its input frames, F0 channel,
+    evaluation input and precision), on settings.train.device. Returns (dataset, scores, labels)."""
+    device = resolve_device(settings.train.device)
+    model.to(device)
+    dataset = ShardDataset(readers, state["frames"], train=False, f0_channel=state["model_settings"]["f0_channel"],
+                           eval_input=state.get("eval_input", "crop"), exclude_attacks=exclude_attacks)
+    precision = scoring_precision(state.get("precision", "fp32"), device)
+    return (dataset, *score_dataset(model, dataset, settings.evaluate.batch_size, device, precision))
+
+
 def evaluate_features(name: str, model, state: dict, feature_dir: Path, feature_settings: FeatureSettings,
                       settings, asv: dict, conditions: dict, out: dict) -> dict:
     """Score one folder of shards and write scores, metrics, plots and report under `name`.
     conditions: utt_id -> (name, value) pairs (empty without). out: the output folders."""
-    device = resolve_device(settings.train.device)
-    model.to(device)
-    readers = open_partition(feature_dir, feature_settings)
-    dataset = ShardDataset(readers, state["frames"], train=False, f0_channel=state["model_settings"]["f0_channel"],
-                           eval_input=state.get("eval_input", "crop"))
-    precision = scoring_precision(state.get("precision", "fp32"), device)
-    scores, labels = score_dataset(model, dataset, settings.evaluate.batch_size, device, precision)
+    dataset, scores, labels = score_readers(model, state, open_partition(feature_dir, feature_settings), settings)
     utterances = [dataset.utterance(i) for i in range(len(dataset))]
     write_scores(Path(out["scores"]) / f"{name}.txt", utterances, scores)
     llr = None

@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from pipeline.dataset import ShardDataset
+from pipeline.evaluate import score_readers
 from pipeline.metrics import ScoreError, compute_eer, min_dcf
 from pipeline.preset import deep_update
-from pipeline.scoring import CheckpointError, load_model, resolve_device, score_dataset, scoring_precision
+from pipeline.scoring import CheckpointError, load_model
 from pipeline.settings import Settings, SettingsError, load_settings
 from pipeline.shards import ShardError, open_partition
 
@@ -46,16 +46,12 @@ def train_attacks(features: Path, settings: Settings) -> list[str]:
 def heldout_scores(model_path: Path, features: Path, settings: Settings, attack: str) -> tuple[np.ndarray, np.ndarray]:
     """Scores of the bona fide of dev and eval and of `attack`'s spoofs there (score, label)."""
     model, state = load_model(model_path)
-    device = resolve_device(settings.train.device)
-    model.to(device)
     readers = [r for part in ("dev", "eval") for r in open_partition(features / part, settings.features)]
-    keep = tuple(a for a in {a for r in readers for a in r.attack} if a not in ("-", attack))
-    dataset = ShardDataset(readers, state["frames"], train=False, f0_channel=state["model_settings"]["f0_channel"],
-                           eval_input=state.get("eval_input", "crop"), exclude_attacks=keep)
-    if not np.any(dataset.labels == 0):
+    others = tuple({a for r in readers for a in r.attack} - {"-", attack})
+    if attack not in {a for r in readers for a in r.attack}:
         raise ScoreError(f"attack {attack} has no spoofs in dev or eval to score")
-    precision = scoring_precision(state.get("precision", "fp32"), device)
-    return score_dataset(model, dataset, settings.evaluate.batch_size, device, precision)
+    _, scores, labels = score_readers(model, state, readers, settings, exclude_attacks=others)
+    return scores, labels
 
 
 def run_attack(attack: str, params: Path, features: Path, out: Path, settings: Settings) -> dict:
