@@ -10,7 +10,7 @@ STAMP    := $(VENV)/.requirements-installed
 APT_PACKAGES := asterisk-core-sounds-en-g722 asterisk-core-sounds-es-g722 \
 	asterisk-core-sounds-fr-g722 asterisk-core-sounds-it-g722 asterisk-core-sounds-ru-g722 \
 	asterisk-prompt-it-menardi-wav asterisk-prompt-es-co asterisk-prompt-fr-armelle \
-	ktuberling-data klettres-data espeak-ng flite festival festvox-kallpc16k
+	ktuberling-data klettres-data espeak-ng flite festival festvox-kallpc16k codec2
 
 .PHONY: repro test install system-deps dvc-config bench clean-data
 

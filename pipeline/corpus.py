@@ -1,8 +1,8 @@
 """Stage `corpus`: build the mini corpus in the ASVspoof 2019 LA layout from installable material.
 
 Bona fide speech is the Asterisk voice prompts shipped by Debian (real human recordings:
-16 kHz G.722, 8 kHz WAV or 8 kHz GSM). Spoofs are made here, one attack id per generator (see
-ATTACKS). Every utterance, bona fide or spoof, leaves through the same channel (silence trim,
+16 kHz G.722, 8 kHz WAV or 8 kHz GSM) and KDE's volunteer word voices. Spoofs are made here, one
+attack id per generator (pipeline/generators.py: TTS engines, neural TTS and vocoders). Every utterance, bona fide or spoof, leaves through the same channel (silence trim,
 telephone band limit, level normalisation, a G.722 round trip, 16-bit FLAC), so the channel
 cannot tell the classes apart.
 
@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from features import resample
 from features.audio import AudioError, load_audio
-from features.f0 import pyworld
+from pipeline.generators import ATTACKS, GeneratorError, generate, prepare
 from pipeline.protocol import audio_dir, protocol_path
 from pipeline.settings import PARTITIONS, CorpusSettings, load_settings
 
@@ -41,29 +41,12 @@ PROMPT_SUFFIXES = (".g722", ".wav", ".gsm")
 WORD_SUFFIXES = (".ogg", ".opus", ".wav")
 # Silence put between joined words (seconds), after each word's own silence is trimmed.
 WORD_GAP_SECONDS = 0.2
-
-# Attack id -> (generator, description). Train/dev use A01-A04; eval adds unseen A05-A07.
-ATTACKS = {
-    "A01": ("espeak", "TTS: espeak-ng formant synthesis, in the target speaker's language"),
-    "A02": ("flite", "TTS: flite (CMU) voices, English"),
-    "A03": ("world", "vocoder: WORLD analysis/resynthesis (dio + CheapTrick + D4C)"),
-    "A04": ("griffinlim", "vocoder: Griffin-Lim phase reconstruction from the magnitude STFT"),
-    "A05": ("festival", "TTS: festival diphone synthesis, English"),
-    "A06": ("world_vc", "VC-like: WORLD with pitch shift and spectral-envelope frequency warping"),
-    "A07": ("world_spss", "SPSS-like: WORLD with harvest F0, smoothed F0 and low-order coded envelope"),
-}
-
-TTS_GENERATORS = ("espeak", "flite", "festival")  # the rest vocode a bona fide prompt
-# espeak-ng voice per bona fide language; a language espeak lacks gets its nearest neighbour
-# (Galician: Portuguese; Low German: German; Walloon: French; Nynorsk: Bokmål).
-ESPEAK_VOICES = {"en": "en-us", "es": "es-419", "fr": "fr-fr", "it": "it", "ru": "ru", "ar": "ar", "ca": "ca",
-                 "cs": "cs", "da": "da", "de": "de", "el": "el", "fi": "fi", "ga": "ga", "gl": "pt", "he": "he",
-                 "hu": "hu", "lt": "lt", "ml": "ml", "nb": "nb", "nds": "de", "nl": "nl", "nn": "nb", "pt": "pt",
-                 "ro": "ro", "sl": "sl", "sr": "sr", "sv": "sv", "tn": "tn", "uk": "uk", "wa": "fr-fr"}
-FLITE_VOICES = ("kal16", "awb", "rms", "slt")
+# Utterances per parallel task (see render_chunks).
+RENDER_CHUNK = 20
 
 # IVR-style prompts, written for this project in the languages of the bona fide speakers, so
-# TTS spoofs say the same kind of thing as the bona fide prompts. {n} a number, {d} a digit.
+# TTS spoofs say the same kind of thing as the bona fide prompts (Japanese for the Japanese TTS
+# engines, which speak no other language). {n} a number, {d} a digit.
 PROMPT_TEMPLATES = {
     "en": [
         "Please enter your account number followed by the pound key.",
@@ -112,6 +95,14 @@ PROMPT_TEMPLATES = {
         "Нажмите {d}, чтобы вернуться в главное меню.", "Номер вашей конференц-комнаты {n}.",
         "Примерное время ожидания {d} минут.", "Извините, этот внутренний номер недоступен.",
         "Пожалуйста, запишите сообщение после сигнала.",
+    ],
+    "ja": [
+        "口座番号を入力し、最後にシャープを押してください。", "新しいメッセージが{n}件あります。",
+        "お客様のお電話は{n}番目にお繋ぎします。", "おかけになった電話番号は現在使われておりません。",
+        "そのままお待ちください。担当者にお繋ぎします。", "メインメニューに戻るには{d}を押してください。",
+        "会議室の番号は{n}です。", "お待ちいただく時間は約{d}分です。",
+        "申し訳ありません。その内線は現在ご利用いただけません。",
+        "発信音のあとにメッセージを録音してください。", "残高は{n}円です。",
     ],
 }
 
@@ -247,8 +238,7 @@ def plan_partition(partition: str, prompts: dict[str, list[Prompt]], settings: C
     for attack in settings.attacks[partition]:
         if attack not in ATTACKS:
             raise CorpusError(f"corpus.attacks.{partition}: unknown attack {attack}; known: {sorted(ATTACKS)}")
-        generator = ATTACKS[attack][0]
-        is_tts = generator in TTS_GENERATORS
+        is_tts = ATTACKS[attack].tts
         cursor = cursors["tts" if is_tts else "vocoder"]
         left = list(quotas)
         for _ in range(settings.spoofs_per_attack[partition]):
@@ -261,8 +251,7 @@ def plan_partition(partition: str, prompts: dict[str, list[Prompt]], settings: C
             cursor[speaker] += 1
             text = ""
             if is_tts:
-                language = prompt.language if generator == "espeak" else "en"
-                text = make_text(language, rng)
+                text = make_text(ATTACKS[attack].language or prompt.language, rng)
             specs.append((attack, prompt, text))
     rng.shuffle(specs)
     letter = partition[0].upper()
@@ -302,82 +291,6 @@ def g722_round_trip(x: np.ndarray) -> np.ndarray:
     return np.array(G722.G722(SAMPLE_RATE, 64000).decode(coded), dtype=np.float32) / 32768.0
 
 
-def run_tool(cmd: list[str], out_wav: Path) -> np.ndarray:
-    try:
-        subprocess.run(cmd, check=True, capture_output=True, timeout=120)
-    except FileNotFoundError:
-        raise CorpusError(f"{cmd[0]} is not installed (make system-deps installs it)") from None
-    except subprocess.CalledProcessError as err:
-        raise CorpusError(f"{' '.join(cmd[:3])}... failed: {err.stderr.decode(errors='replace')[-300:]}") from None
-    return load_audio(out_wav, SAMPLE_RATE)
-
-
-def tts(generator: str, text: str, language: str, rng: np.random.Generator, tmp: Path) -> np.ndarray:
-    out = tmp / "tts.wav"
-    if generator == "espeak":
-        variant = rng.choice(["m1", "m2", "m3", "m4", "f1", "f2", "f3", "f4"])
-        cmd = ["espeak-ng", "-v", f"{ESPEAK_VOICES.get(language, 'en-us')}+{variant}",
-               "-s", str(int(rng.integers(140, 190))), "-p", str(int(rng.integers(30, 70))),
-               "-w", str(out), text]
-    elif generator == "flite":
-        cmd = ["flite", "-voice", str(rng.choice(FLITE_VOICES)),
-               "--setf", f"duration_stretch={rng.uniform(0.9, 1.15):.3f}",
-               "--setf", f"int_f0_target_mean={rng.uniform(90, 190):.1f}", "-t", text, "-o", str(out)]
-    else:  # festival
-        (tmp / "text.txt").write_text(text)
-        cmd = ["text2wave", "-eval", "(voice_kal_diphone)", "-eval",
-               f"(Parameter.set 'Duration_Stretch {rng.uniform(0.9, 1.15):.3f})",
-               str(tmp / "text.txt"), "-o", str(out)]
-    return run_tool(cmd, out)
-
-
-def world_analyse(x: np.ndarray, f0_method: str = "dio"):
-    x = x.astype(np.float64)
-    if f0_method == "harvest":
-        f0, t = pyworld.harvest(x, SAMPLE_RATE, frame_period=5.0)
-    else:
-        f0, t = pyworld.dio(x, SAMPLE_RATE, frame_period=5.0)
-        f0 = pyworld.stonemask(x, f0, t, SAMPLE_RATE)
-    sp = pyworld.cheaptrick(x, f0, t, SAMPLE_RATE)
-    ap = pyworld.d4c(x, f0, t, SAMPLE_RATE)
-    return f0, sp, ap
-
-
-def warp_envelope(sp: np.ndarray, alpha: float) -> np.ndarray:
-    """Stretch the spectral envelope along frequency (alpha > 1 moves formants up)."""
-    bins = np.arange(sp.shape[1])
-    source = np.clip(bins / alpha, 0, sp.shape[1] - 1)
-    return np.stack([np.interp(source, bins, frame) for frame in sp])
-
-
-def vocode(generator: str, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    if generator == "griffinlim":
-        import librosa
-        magnitude = np.abs(librosa.stft(x, n_fft=512, hop_length=128))
-        return librosa.griffinlim(magnitude, n_iter=32, hop_length=128, n_fft=512,
-                                  random_state=int(rng.integers(2**31)), length=len(x))
-    if generator == "world":
-        f0, sp, ap = world_analyse(x)
-    elif generator == "world_vc":
-        f0, sp, ap = world_analyse(x)
-        shift = rng.choice([-1, 1]) * rng.uniform(0.12, 0.25)
-        f0 = f0 * np.exp(shift)
-        sp = warp_envelope(sp, float(np.exp(shift / 2)))
-    else:  # world_spss: oversmoothed parameters, like a statistical parametric synthesiser
-        import scipy.signal
-        f0, sp, ap = world_analyse(x, "harvest")
-        voiced = f0 > 0
-        f0[voiced] = scipy.signal.medfilt(f0, 9)[voiced]
-        fft_size = (sp.shape[1] - 1) * 2
-        coded = pyworld.code_spectral_envelope(sp, SAMPLE_RATE, 24)
-        sp = pyworld.decode_spectral_envelope(np.ascontiguousarray(coded), SAMPLE_RATE, fft_size)
-        coded_ap = pyworld.code_aperiodicity(ap, SAMPLE_RATE)
-        ap = pyworld.decode_aperiodicity(np.ascontiguousarray(coded_ap), SAMPLE_RATE, fft_size)
-    y = pyworld.synthesize(np.ascontiguousarray(f0), np.ascontiguousarray(sp),
-                           np.ascontiguousarray(ap), SAMPLE_RATE, frame_period=5.0)
-    return y.astype(np.float32)
-
-
 def final_channel(x: np.ndarray, settings: CorpusSettings) -> np.ndarray:
     """The same last steps for every utterance: trim, crop, band limit, level, G.722 round trip."""
     import librosa
@@ -402,15 +315,13 @@ def final_channel(x: np.ndarray, settings: CorpusSettings) -> np.ndarray:
 
 def render(item: Item, out_dir: Path, settings: CorpusSettings) -> None:
     """Make one utterance's audio and write it as FLAC (temp name first, then rename)."""
-    rng = np.random.default_rng(item.seed)
-    generator = ATTACKS[item.attack][0] if item.attack != "-" else "bonafide"
-    with tempfile.TemporaryDirectory() as tmp:
-        if generator == "bonafide":
-            x = prompt_audio(item.prompt)
-        elif item.text:
-            x = tts(generator, item.text, item.prompt.language, rng, Path(tmp))
-        else:
-            x = vocode(generator, prompt_audio(item.prompt), rng)
+    if item.attack == "-":
+        x = prompt_audio(item.prompt)
+    else:
+        attack = ATTACKS[item.attack]
+        with tempfile.TemporaryDirectory() as tmp:
+            x = generate(attack.generator, None if attack.tts else prompt_audio(item.prompt), item.text,
+                         attack.language or item.prompt.language, np.random.default_rng(item.seed), Path(tmp))
     y = final_channel(x, settings)
     target = out_dir / f"{item.utt_id}.flac"
     partial = target.with_suffix(".tmp")
@@ -418,12 +329,28 @@ def render(item: Item, out_dir: Path, settings: CorpusSettings) -> None:
     partial.replace(target)
 
 
+def render_chunks(items: list[Item], size: int = RENDER_CHUNK) -> list[list[Item]]:
+    """Work units for the workers: items of one generator together, so a worker loads a neural
+    TTS model once per chunk. (joblib's workers restart when their memory grows by 300 MB after
+    their first task, which a model load does: per-item tasks reloaded the models every time.)"""
+    def generator(item: Item) -> str:
+        return ATTACKS[item.attack].generator if item.attack != "-" else ""
+    ordered = sorted(items, key=lambda item: (generator(item), item.utt_id))
+    return [ordered[i:i + size] for i in range(0, len(ordered), size)]
+
+
+def render_chunk(items: list[Item], out_dir: Path, settings: CorpusSettings) -> int:
+    for item in items:
+        render(item, out_dir, settings)
+    return len(items)
+
+
 # ---------------------------------------------------------------- stage
 
 def source_of(item: Item) -> str:
     if item.attack == "-":
         return item.prompt.path
-    generator = ATTACKS[item.attack][0]
+    generator = ATTACKS[item.attack].generator
     return f"{generator}:{item.prompt.path}" if not item.text else f"{generator}:text={item.text}"
 
 
@@ -444,10 +371,10 @@ def write_readme(out: Path, counts: dict[str, dict[str, int]], settings: CorpusS
              f"set to {settings.target_rms_db:g} dBFS RMS, passed through G.722 and stored as 16 kHz "
              "16-bit FLAC.", "",
              "`sources.tsv` names each utterance's source file or generator and text.", "",
-             "## Attacks", "", "| id | generator | partitions |", "| --- | --- | --- |"]
-    for attack, (_, description) in ATTACKS.items():
-        parts = [p for p in PARTITIONS if attack in settings.attacks[p]]
-        lines.append(f"| {attack} | {description} | {', '.join(parts) or '-'} |")
+             "## Attacks", "", "| id | generator | licence | partitions |", "| --- | --- | --- | --- |"]
+    for attack_id, attack in ATTACKS.items():
+        parts = [p for p in PARTITIONS if attack_id in settings.attacks[p]]
+        lines.append(f"| {attack_id} | {attack.description} | {attack.licence} | {', '.join(parts) or '-'} |")
     lines += ["", "## Counts", "", "| partition | speakers | bona fide | spoof |", "| --- | --- | --- | --- |"]
     for part in PARTITIONS:
         lines.append(f"| {part} | {', '.join(settings.partition_speakers[part])} | "
@@ -479,10 +406,7 @@ def build_corpus(settings: CorpusSettings, out: Path, n_jobs: int | None = None)
     n_jobs = n_jobs or settings.n_jobs
     prompts = find_prompts(settings)
     plans = {part: plan_partition(part, prompts, settings) for part in PARTITIONS}
-    for tool, generators in (("espeak-ng", {"espeak"}), ("flite", {"flite"}), ("text2wave", {"festival"})):
-        needed = any(ATTACKS[i.attack][0] in generators for plan in plans.values() for i in plan if i.attack != "-")
-        if needed and shutil.which(tool) is None:
-            raise CorpusError(f"{tool} is not installed; run `make system-deps` (Debian packages)")
+    prepare({ATTACKS[i.attack].generator for plan in plans.values() for i in plan if i.attack != "-"})
     if out.exists():
         shutil.rmtree(out)
     (out / "ASVspoof2019_LA_cm_protocols").mkdir(parents=True)
@@ -492,9 +416,10 @@ def build_corpus(settings: CorpusSettings, out: Path, n_jobs: int | None = None)
         flac_dir.mkdir(parents=True)
         items = plans[part]
         jobs = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-            delayed(render)(item, flac_dir, settings) for item in items)
-        for _ in tqdm(jobs, total=len(items), desc=f"corpus {part}", unit="utt"):
-            pass
+            delayed(render_chunk)(chunk, flac_dir, settings) for chunk in render_chunks(items))
+        with tqdm(total=len(items), desc=f"corpus {part}", unit="utt") as bar:
+            for done in jobs:
+                bar.update(done)
         protocol_path(out, part).write_text(
             "".join(f"{i.speaker} {i.utt_id} - {i.attack} {i.key}\n" for i in items))
         with open(out / "sources.tsv", "a") as f:
@@ -523,7 +448,7 @@ def main(argv=None) -> int:
         return 0
     try:
         counts = build_corpus(settings.corpus, out)
-    except (CorpusError, AudioError) as err:
+    except (CorpusError, GeneratorError, AudioError) as err:
         print(f"corpus: {err}", file=sys.stderr)
         return 1
     for part, c in counts.items():

@@ -112,8 +112,9 @@ def model_input(subband: np.ndarray, f0: np.ndarray | None, f0_channel: bool) ->
 class ShardDataset(Dataset):
     """Items: (input [channels, bins, frames] float32, label int64, global index).
 
-    train=True crops at a random start (drawn as __getitem__ says: per (seed, epoch, item)) and
-    applies the augmentations (frequency stretch, then the masks); train=False never augments
+    train=True reads the original or one of its stored augmented copies, crops at a random start
+    (drawn as __getitem__ says: per (seed, epoch, item)) and applies the augmentations (frequency
+    stretch, then the masks); train=False reads originals only, never augments
     and gives the evaluation input (`eval_frames`): the first `frames` frames ("crop") or the
     whole utterance ("whole": items differ in length; `length_batches(eval_lengths())` groups
     equal ones). exclude_attacks: attack ids whose spoofs are left out (leave-one-attack-out).
@@ -134,17 +135,27 @@ class ShardDataset(Dataset):
         self.f0_channel = f0_channel
         sizes = [len(r) for r in readers]
         self.starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        # Items: positions in the shards' concatenation, without the excluded attacks' spoofs.
+        # Items: positions of the original utterances in the shards' concatenation, without the
+        # excluded attacks' spoofs. Augmented copies (train shards with features.augment) sit right
+        # after their original: training draws one of the K + 1 versions each time it reads an
+        # item; evaluation reads the originals only.
         attacks = np.concatenate([np.asarray(r.attack) for r in readers]) if readers else np.zeros(0, str)
-        self.items = np.flatnonzero(~np.isin(attacks, list(exclude_attacks))).astype(np.int64)
+        copy = np.concatenate([r.copy for r in readers]) if readers else np.zeros(0, np.int16)
+        original = copy == 0
+        self.items = np.flatnonzero(original & ~np.isin(attacks, list(exclude_attacks))).astype(np.int64)
         labels = np.concatenate([r.label for r in readers]).astype(np.int64) if readers else np.zeros(0, np.int64)
         self.labels = labels[self.items]
+        next_original = np.append(np.flatnonzero(original), len(copy))
+        copies_after = np.diff(next_original) - 1                   # per original, in order
+        self.copies = (copies_after[np.searchsorted(np.flatnonzero(original), self.items)] if train
+                       else np.zeros(len(self.items), np.int64))
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def locate(self, index: int) -> tuple[int, int]:
-        position = int(self.items[index])
+    def locate(self, index: int, version: int = 0) -> tuple[int, int]:
+        """(shard, record) of item index; version k > 0: its k-th augmented copy."""
+        position = int(self.items[index]) + version
         shard = int(np.searchsorted(self.starts, position, side="right") - 1)
         return shard, position - int(self.starts[shard])
 
@@ -168,7 +179,10 @@ class ShardDataset(Dataset):
             index, epoch = int(key[0]), int(key[1])
             state = np.random.SeedSequence([self.seed, epoch, index]).generate_state(2, np.uint32)
             generator = torch.Generator().manual_seed(int(state[0]) << 31 | int(state[1]) >> 1)
-        shard, i = self.locate(index)
+        version = 0
+        if self.copies[index]:
+            version = int(torch.randint(0, int(self.copies[index]) + 1, (), generator=generator))
+        shard, i = self.locate(index, version)
         subband, f0 = self.readers[shard].read(i, with_f0=self.f0_channel)
         if self.train:
             start = None

@@ -17,13 +17,17 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 from joblib import Parallel, delayed, parallel_config
 from tqdm import tqdm
 
 import features
+from features.augment import augment as augment_waveform
+from features.augment import augment_seed
 from pipeline.manifest import read_manifest
 from pipeline.protocol import ProtocolError
-from pipeline.settings import PARTITIONS, ExtractSettings, FeatureSettings, SettingsError, load_settings
+from pipeline.settings import (PARTITIONS, AugmentSettings, ExtractSettings, FeatureSettings, SettingsError,
+                               load_settings)
 from pipeline.shards import (ShardError, ShardReader, file_sha256, shard_attrs, shard_name,
                              write_index, write_shard)
 
@@ -50,24 +54,35 @@ def is_complete(path: Path, digest: str, fingerprint: str) -> bool:
 
 
 def extract_shard(rows: list, path: Path, settings: FeatureSettings, on_error: str,
-                  digest: str) -> tuple[int, list[dict]]:
+                  digest: str, augment: AugmentSettings | None = None) -> tuple[int, list[dict]]:
     """Compute and write one shard. Returns (utterances written, skipped [{utt_id, path, reason}]).
 
     Skipped utterances are recorded in the shard itself, so their reasons survive a resumed run.
+    With augment.copies = K, each utterance is followed by K augmented copies (features.augment),
+    each from its own seed.
     """
-    records, skipped = [], []
+    copies = augment.copies if augment is not None else 0
+    records, skipped, versions = [], [], []
     for utt, audio_path in rows:
         try:
             waveform = features.load_audio(audio_path, settings.sample_rate)
-            subband, f0 = features.extract(waveform, settings.sample_rate, settings)
+            made = [(features.extract(waveform, settings.sample_rate, settings), (0, 0, ""))]
+            for k in range(1, copies + 1):
+                seed = augment_seed(augment.seed, utt.utt_id, k)
+                copy, done = augment_waveform(waveform, settings.sample_rate, np.random.default_rng(seed),
+                                              augment.codecs, augment.p_codec, augment.p_noise,
+                                              augment.snr_db, augment.p_rawboost)
+                made.append((features.extract(copy, settings.sample_rate, settings), (k, seed, done)))
         except features.AudioError as err:
             if on_error == "stop":
                 raise ExtractionError(f"{utt.utt_id}: {err}") from None
             skipped.append({"utt_id": utt.utt_id, "path": str(audio_path), "reason": err.reason})
             continue
-        records.append((utt, subband, f0))
-    write_shard(path, records, settings, digest, skipped)
-    return len(records), skipped
+        for (subband, f0), version in made:
+            records.append((utt, subband, f0))
+            versions.append(version)
+    write_shard(path, records, settings, digest, skipped, versions if copies else None)
+    return len(rows) - len(skipped), skipped
 
 
 @contextlib.contextmanager
@@ -87,8 +102,10 @@ def backend(settings: ExtractSettings):
 
 
 def extract_partition(manifest: Path, out: Path, feature_settings: FeatureSettings,
-                      extract_settings: ExtractSettings, progress: bool = True) -> dict:
-    """Extract one partition into out/ (shards + index.json). Returns a summary."""
+                      extract_settings: ExtractSettings, progress: bool = True,
+                      augment: AugmentSettings | None = None) -> dict:
+    """Extract one partition into out/ (shards + index.json). Returns a summary.
+    augment: augmented copies to add (the train partition only; evaluation data never gets any)."""
     rows = read_manifest(manifest)
     # Workers may run elsewhere (dask): they get absolute paths; the plan digests keep the
     # manifest's own paths, so moving the checkout does not invalidate finished shards.
@@ -98,7 +115,8 @@ def extract_partition(manifest: Path, out: Path, feature_settings: FeatureSettin
     tasks = [[(u, str(Path(p).resolve())) for u, p, _ in plan] for plan in plans]
     fingerprint = feature_settings.fingerprint()
     names = [shard_name(i) for i in range(len(plans))]
-    digests = [plan_digest(p) for p in plans]
+    copies_digest = augment.digest() if augment is not None else ""
+    digests = [plan_digest(p) + (f"+augment:{copies_digest}" if copies_digest else "") for p in plans]
     todo = [i for i in range(len(plans)) if not is_complete(out / names[i], digests[i], fingerprint)]
     # Anything else in the folder is from an older plan or a killed run: it must not be trusted.
     for stale in out.iterdir():
@@ -109,7 +127,7 @@ def extract_partition(manifest: Path, out: Path, feature_settings: FeatureSettin
         with backend(extract_settings):
             jobs = Parallel(return_as="generator_unordered")(
                 delayed(_indexed)(i, tasks[i], out / names[i], feature_settings, extract_settings.on_error,
-                                  digests[i])
+                                  digests[i], augment if copies_digest else None)
                 for i in todo)
             bar = tqdm(total=sum(len(plans[i]) for i in todo), unit="utt", disable=not progress,
                        desc=f"features {manifest.stem}")
@@ -121,8 +139,11 @@ def extract_partition(manifest: Path, out: Path, feature_settings: FeatureSettin
     for i, name in enumerate(names):
         path = out / name
         reader = ShardReader(path, fingerprint)
-        entries.append({"file": name, "utterances": len(reader), "frames": int(reader.offsets[-1]),
-                        "sha256": file_sha256(path)})
+        entry = {"file": name, "utterances": len(reader.originals), "frames": int(reader.offsets[-1]),
+                 "sha256": file_sha256(path)}
+        if len(reader) > len(reader.originals):
+            entry["augmented_copies"] = len(reader) - len(reader.originals)
+        entries.append(entry)
         skipped_all += reader.skipped
     write_index(out, entries, feature_settings, skipped_all)
     return {"shards": len(plans), "computed": len(todo), "kept": len(plans) - len(todo),
@@ -143,8 +164,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = load_settings(args.params)
+        # Only training data is augmented: dev and eval are what the model is judged on.
         summary = extract_partition(Path(args.manifest) / f"{args.partition}.tsv",
-                                    Path(args.out) / args.partition, settings.features, settings.extract)
+                                    Path(args.out) / args.partition, settings.features, settings.extract,
+                                    augment=settings.augment if args.partition == "train" else None)
     except (ExtractionError, ShardError, ProtocolError, SettingsError) as err:
         print(f"features {args.partition}: {err}", file=sys.stderr)
         print("finished shards are kept; fix the problem (or set extract.on_error: skip) and rerun",

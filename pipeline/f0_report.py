@@ -21,10 +21,10 @@ from pipeline.shards import ShardError, open_partition
 
 
 def collect_f0(readers) -> dict[str, np.ndarray]:
-    """Voiced F0 values grouped by 'bonafide' or attack id."""
+    """Voiced F0 values grouped by 'bonafide' or attack id (original utterances, not augmented copies)."""
     groups = defaultdict(list)
     for reader in readers:
-        for i in range(len(reader)):
+        for i in reader.originals:
             _, f0 = reader.read(i)
             group = "bonafide" if reader.label[i] == 1 else reader.attack[i]
             groups[group].append(f0[f0 > 0])

@@ -155,6 +155,48 @@ class FeatureSettings:
 
 
 @dataclass(frozen=True)
+class AugmentSettings:
+    """params.yaml features.augment: augmented copies of the training utterances, made by the
+    extraction stage (features/augment.py) and stored in the train shards beside the originals.
+    Not part of FeatureSettings: it changes what the train shards hold, not how features are
+    computed, so dev/eval shards and model files do not depend on it."""
+    # Augmented copies per training utterance; 0 = none (training sees the originals only).
+    copies: int = 0
+    # Each copy's seed comes from this seed, its utterance id and its copy number.
+    seed: int = 1
+    # Codec round trips and band limits to draw from (names in features.augment.CODECS).
+    codecs: list = field(default_factory=lambda: ["ulaw", "alaw", "gsm", "adpcm", "mp3", "opus", "vorbis",
+                                                  "bandlimit"])
+    p_codec: float = 0.7
+    p_noise: float = 0.5
+    snr_db: list = field(default_factory=lambda: [5.0, 30.0])
+    p_rawboost: float = 0.5
+
+    def validate(self, path: str) -> None:
+        from features.augment import CODECS
+        if self.copies < 0:
+            raise SettingsError(f"{path}.copies: must be >= 0, got {self.copies}")
+        unknown = sorted(set(self.codecs) - set(CODECS))
+        if unknown:
+            raise SettingsError(f"{path}.codecs: unknown {unknown}; known: {sorted(CODECS)}")
+        for name in ("p_codec", "p_noise", "p_rawboost"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise SettingsError(f"{path}.{name}: must be a probability in [0, 1], got {getattr(self, name)}")
+        if self.p_codec + self.p_noise + self.p_rawboost == 0:
+            raise SettingsError(f"{path}: p_codec, p_noise and p_rawboost are all 0: nothing to augment with")
+        if (len(self.snr_db) != 2 or not all(isinstance(v, (int, float)) for v in self.snr_db)
+                or self.snr_db[0] > self.snr_db[1]):
+            raise SettingsError(f"{path}.snr_db: must be [low, high] in dB, got {self.snr_db}")
+
+    def digest(self) -> str:
+        """What the train shards' copies were made with ("" when there are none)."""
+        if not self.copies:
+            return ""
+        payload = json.dumps(dataclasses.asdict(self), sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
 class ExtractSettings:
     n_jobs: int = 2
     backend: Literal["loky", "dask"] = "loky"
@@ -358,6 +400,8 @@ class Settings:
     train: TrainSettings = field(default_factory=TrainSettings)
     evaluate: EvaluateSettings = field(default_factory=EvaluateSettings)
     loao: LoaoSettings = field(default_factory=LoaoSettings)
+    # params.yaml keeps it under features (features.augment); load_settings moves it here.
+    augment: AugmentSettings = field(default_factory=AugmentSettings)
 
 
 def _positive(value, path: str) -> None:
@@ -441,6 +485,13 @@ def load_settings(path: str | Path = "params.yaml") -> Settings:
     except yaml.YAMLError as err:
         raise SettingsError(f"{path}: not valid YAML: {err}") from None
     try:
-        return build(Settings, raw, "")
+        if isinstance(raw, dict) and "augment" in raw:
+            raise SettingsError("augment: unknown key (augmentation settings go under features: augment:)")
+        augment = None
+        if isinstance(raw, dict) and isinstance(raw.get("features"), dict) and "augment" in raw["features"]:
+            raw["features"] = dict(raw["features"])
+            augment = raw["features"].pop("augment")
+        settings = build(Settings, raw, "")
+        return dataclasses.replace(settings, augment=build(AugmentSettings, augment, "features.augment"))
     except SettingsError as err:
         raise SettingsError(f"{path}: {err}") from None

@@ -3,6 +3,9 @@
 A shard holds many utterances' features concatenated along time:
   subband float16 [total_frames, bins], f0 float32 [total_frames], offsets int64 [N+1],
   utt_id / speaker / attack strings [N], label int8 [N];
+  with augmentation (train shards, features.augment.copies > 0) also copy int16 [N] (0 = the
+  original, k = its k-th augmented copy, stored right after it), aug_seed int64 [N] and augment
+  strings [N] (what was done);
   attributes: the feature settings (JSON), their fingerprint, and the digest of the planned
   utterance list, so a rerun can tell a finished shard from one planned differently.
 A partition folder has shard-NNNNN.h5 files and an index.json listing them with checksums.
@@ -38,8 +41,9 @@ def file_sha256(path: str | Path) -> str:
 
 
 def write_shard(path: str | Path, records, feature_settings, plan_digest: str = "",
-                skipped: list[dict] = ()) -> int:
+                skipped: list[dict] = (), copies: list[tuple[int, int, str]] | None = None) -> int:
     """Write records [(utterance, subband, f0), ...] to path atomically. Returns the frame count.
+    copies: per record (copy number, seed, what was done), for shards with augmented copies.
 
     The data goes to a temporary name first and is renamed only when complete, so a killed
     run never leaves a file that looks like a finished shard.
@@ -63,6 +67,12 @@ def write_shard(path: str | Path, records, feature_settings, plan_digest: str = 
                                   dtype=text, track_times=False)
             h5.create_dataset("label", data=np.array([u.label for u, _, _ in records], dtype=np.int8),
                               track_times=False)
+            if copies is not None:
+                h5.create_dataset("copy", data=np.array([c for c, _, _ in copies], dtype=np.int16),
+                                  track_times=False)
+                h5.create_dataset("aug_seed", data=np.array([s for _, s, _ in copies], dtype=np.int64),
+                                  track_times=False)
+                h5.create_dataset("augment", data=[a for _, _, a in copies], dtype=text, track_times=False)
             h5.attrs["fingerprint"] = feature_settings.fingerprint()
             h5.attrs["settings"] = json.dumps(asdict(feature_settings), sort_keys=True)
             h5.attrs["plan_digest"] = plan_digest
@@ -97,6 +107,8 @@ class ShardReader:
                 self.speaker = h5["speaker"].asstr()[:].tolist()
                 self.attack = h5["attack"].asstr()[:].tolist()
                 self.label = h5["label"][:]
+                # 0 = an original utterance; k > 0 = its k-th augmented copy (train shards only)
+                self.copy = h5["copy"][:] if "copy" in h5 else np.zeros(len(self.utt_id), np.int16)
                 self.n_bins = h5["subband"].shape[1]
                 self.settings = json.loads(h5.attrs["settings"])
                 self.skipped = json.loads(h5.attrs.get("skipped", "[]"))
@@ -108,7 +120,13 @@ class ShardReader:
                              f"expected {expected_fingerprint}); rerun extraction (`dvc repro`)")
 
     def __len__(self) -> int:
+        """Records, augmented copies included."""
         return len(self.utt_id)
+
+    @property
+    def originals(self) -> np.ndarray:
+        """Positions of the original utterances (what evaluation and reports read)."""
+        return np.flatnonzero(self.copy == 0)
 
     def __getstate__(self):
         # Never carry an open HDF5 handle across a fork or a pickle.

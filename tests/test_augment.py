@@ -1,0 +1,146 @@
+"""Cached augmentation: deterministic copies in the train shards, drawn by training, never by evaluation."""
+import json
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+
+from conftest import ROOT, harmonic, make_tone_corpus
+from features.augment import CODECS, augment, augment_seed, codec_round_trip
+from pipeline import extract
+from pipeline.dataset import ShardDataset
+from pipeline.manifest import build_manifest, write_manifest
+from pipeline.settings import AugmentSettings, ExtractSettings, FeatureSettings, SettingsError, load_settings
+from pipeline.shards import file_sha256, open_partition
+
+ROOT_PARAMS = ROOT / "params.yaml"
+
+
+def test_same_seed_same_copy_other_seed_other_copy():
+    x = harmonic(180.0, seconds=1.0)
+    first, done = augment(x, 16000, np.random.default_rng(5))
+    again, done_again = augment(x, 16000, np.random.default_rng(5))
+    other, _ = augment(x, 16000, np.random.default_rng(6))
+    assert done == done_again and np.array_equal(first, again)
+    assert not np.array_equal(first, other)
+    assert len(first) == len(x) and np.all(np.isfinite(first)) and np.max(np.abs(first)) <= 0.99
+
+
+def test_copy_seed_depends_on_setting_utterance_and_copy_only():
+    assert augment_seed(1, "U1", 1) == augment_seed(1, "U1", 1)
+    assert len({augment_seed(1, "U1", 1), augment_seed(2, "U1", 1), augment_seed(1, "U2", 1),
+                augment_seed(1, "U1", 2)}) == 4
+
+
+@pytest.mark.parametrize("codec", sorted(CODECS))
+def test_codec_round_trip_keeps_length_and_changes_the_signal(codec):
+    x = harmonic(150.0, seconds=1.0)
+    y = codec_round_trip(x, 16000, codec, np.random.default_rng(0))
+    assert len(y) == len(x) and y.dtype == np.float32 and np.all(np.isfinite(y))
+    assert not np.allclose(x, y, atol=1e-4)
+    assert np.sqrt(np.mean(y ** 2)) > 0.1 * np.sqrt(np.mean(x ** 2))
+
+
+@pytest.fixture
+def manifests(tmp_path):
+    root = make_tone_corpus(tmp_path / "corpus", partitions=("train", "dev"), per_partition=6)
+    paths = {}
+    for part in ("train", "dev"):
+        rows, _ = build_manifest(root, part)
+        paths[part] = tmp_path / f"{part}.tsv"
+        write_manifest(rows, paths[part])
+    return paths
+
+
+def run(manifest, out, augment_settings):
+    return extract.extract_partition(manifest, out, FeatureSettings(), ExtractSettings(n_jobs=1, shard_size=4),
+                                     progress=False, augment=augment_settings)
+
+
+def test_train_shards_hold_seeded_copies_after_each_original_and_rerun_byte_identical(manifests, tmp_path):
+    settings = AugmentSettings(copies=2, seed=3)
+    summary = run(manifests["train"], tmp_path / "a", settings)
+    assert summary["utterances"] == 6
+    readers = open_partition(tmp_path / "a", FeatureSettings())
+    for reader in readers:
+        assert list(reader.copy) == [0, 1, 2] * (len(reader) // 3)
+        with h5py.File(reader.path) as h5:
+            seeds = h5["aug_seed"][:]
+            done = h5["augment"].asstr()[:]
+        for i in range(len(reader)):
+            k = int(reader.copy[i])
+            assert seeds[i] == (augment_seed(3, reader.utt_id[i], k) if k else 0)
+            assert (done[i] != "") == (k > 0)
+        assert reader.utt_id[0] == reader.utt_id[1] == reader.utt_id[2]
+        assert not np.array_equal(reader.read(0)[0], reader.read(1)[0])
+    index = json.loads((tmp_path / "a/index.json").read_text())
+    assert sum(e["augmented_copies"] for e in index["shards"]) == 12
+    run(manifests["train"], tmp_path / "b", settings)
+    for name in ("shard-00000.h5", "shard-00001.h5"):
+        assert file_sha256(tmp_path / "a" / name) == file_sha256(tmp_path / "b" / name)
+
+
+def test_changed_augmentation_recomputes_and_none_keeps_plain_shards(manifests, tmp_path):
+    out = tmp_path / "f"
+    plain = run(manifests["train"], out, None)
+    first = json.loads((out / "index.json").read_text())
+    assert run(manifests["train"], out, AugmentSettings(copies=0))["computed"] == 0   # off = unchanged
+    assert json.loads((out / "index.json").read_text()) == first
+    assert run(manifests["train"], out, AugmentSettings(copies=1))["computed"] == plain["shards"]
+    assert run(manifests["train"], out, AugmentSettings(copies=1, seed=2))["computed"] == plain["shards"]
+    assert run(manifests["train"], out, AugmentSettings(copies=1, seed=2))["computed"] == 0
+
+
+def test_evaluation_never_sees_a_copy_and_training_draws_them(manifests, tmp_path):
+    run(manifests["train"], tmp_path / "train", AugmentSettings(copies=2))
+    readers = open_partition(tmp_path / "train", FeatureSettings())
+    evaluation = ShardDataset(readers, frames=20, train=False)
+    assert len(evaluation) == 6
+    assert [evaluation.locate(i) for i in range(6)] == [(s, i) for s, r in enumerate(readers)
+                                                       for i in r.originals]
+    training = ShardDataset(readers, frames=20, train=True, seed=1)
+    assert len(training) == 6 and list(training.copies) == [2] * 6
+    read = []
+    for reader in readers:
+        original_read = reader.read
+        reader.read = lambda i, with_f0=True, r=reader, f=original_read: (read.append(int(r.copy[i])), f(i, with_f0))[1]
+    for epoch in range(8):
+        for i in range(len(training)):
+            training[(i, epoch)]
+    assert set(read) == {0, 1, 2}
+    read.clear()
+    for i in range(len(evaluation)):
+        evaluation[i]
+    assert set(read) == {0}
+
+
+def test_extract_stage_augments_train_only(manifests, tmp_path, monkeypatch):
+    params = yaml.safe_load(open(ROOT_PARAMS))
+    params["features"]["augment"] = {"copies": 1}
+    params["extract"] = {**params["extract"], "n_jobs": 1, "shard_size": 4}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    for part in ("train", "dev"):
+        (tmp_path / "manifest").mkdir(exist_ok=True)
+        (tmp_path / "manifest" / f"{part}.tsv").write_text(manifests[part].read_text())
+        assert extract.main([part, "--params", str(tmp_path / "params.yaml"), "--manifest",
+                             str(tmp_path / "manifest"), "--out", str(tmp_path / "features")]) == 0
+    train = open_partition(tmp_path / "features/train", FeatureSettings())
+    dev = open_partition(tmp_path / "features/dev", FeatureSettings())
+    assert sum(len(r) for r in train) == 12 and sum(len(r.originals) for r in train) == 6
+    assert all((r.copy == 0).all() for r in dev) and sum(len(r) for r in dev) == 6
+
+
+def test_augment_settings_are_checked_where_they_live(tmp_path):
+    params = yaml.safe_load(open(ROOT_PARAMS))
+    params["features"]["augment"] = {"copies": 1, "codecs": ["gsm", "carrier-pigeon"]}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(SettingsError, match=r"features\.augment\.codecs: unknown \['carrier-pigeon'\]"):
+        load_settings(tmp_path / "p.yaml")
+    params["features"]["augment"] = {"copies": 1}
+    params["augment"] = {"copies": 2}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(SettingsError, match="under features"):
+        load_settings(tmp_path / "p.yaml")
+    assert load_settings(ROOT_PARAMS).augment == AugmentSettings(**yaml.safe_load(open(ROOT_PARAMS))["features"]
+                                                                 .get("augment", {}))
