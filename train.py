@@ -274,7 +274,7 @@ def _train(settings, features_dir, out_dir, metrics_path, live_dir, resume, prog
         torch.backends.cudnn.benchmark = True  # input shapes repeat: pick the fastest kernels once
 
     torch.manual_seed(ts.seed)
-    model = build_model(ms).to(device, memory_format=torch.channels_last)
+    model = build_model(ms, settings.features).to(device, memory_format=torch.channels_last)
     # BatchNorm: each rank normalises with its own batch share; DDP copies rank 0's running
     # statistics to every rank at each forward, so all ranks hold the same model.
     wrapped = model

@@ -16,13 +16,41 @@ __all__ = ["AngularOutput", "Detector", "asoftmax_loss", "bonafide_score", "buil
 BONAFIDE = 1  # class index of bona fide (label 1 in the shards)
 
 
+class BandBranch(nn.Module):
+    """The second view's own small CNN (features.view2_bands > 0): four 3x3 conv + BatchNorm +
+    ReLU layers, the last three with stride 2, then the mean over bands and frames:
+    [batch, channels, bands, frames] -> [batch, dim]."""
+
+    def __init__(self, in_channels: int, dim: int):
+        super().__init__()
+        widths = [in_channels, dim // 4, dim // 2, dim // 2, dim]
+        layers = []
+        for index, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+            layers += [nn.Conv2d(a, b, 3, 1 if index == 0 else 2, 1, bias=False), nn.BatchNorm2d(b),
+                       nn.ReLU(inplace=True)]
+        self.layers = nn.Sequential(*layers)
+        self.embedding_dim = dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x).mean(dim=(2, 3))
+
+
 class Detector(nn.Module):
-    def __init__(self, settings):
+    """SR-LA Res2Net on the F0 subband; with a second view (view2_split = the row where it starts
+    in the input, i.e. the subband's bin count), the rows from there go through their own
+    BandBranch and the two embeddings are concatenated before the head (embedding-level fusion)."""
+
+    def __init__(self, settings, view2_split: int | None = None):
         super().__init__()
         in_channels = 2 if settings.f0_channel else 1
         self.input_norm = settings.input_norm
+        self.view2_split = view2_split
         self.backbone = SRLARes2Net(settings, in_channels)
         dim = self.backbone.embedding_dim
+        self.view2 = None
+        if view2_split is not None:
+            self.view2 = BandBranch(in_channels, settings.view2_dim)
+            dim += self.view2.embedding_dim
         self.head = AngleLinear(dim, 2, settings.margin) if settings.head == "asoftmax" else SoftmaxHead(dim, 2)
 
     def forward(self, x: torch.Tensor) -> AngularOutput:
@@ -31,11 +59,20 @@ class Detector(nn.Module):
             # channel, if any, is left as it is).
             sub = x[:, :1]
             x = torch.cat([sub - sub.mean(dim=-1, keepdim=True), x[:, 1:]], dim=1)
-        return self.head(self.backbone(x))
+        if self.view2 is None:
+            return self.head(self.backbone(x))
+        split = self.view2_split
+        embedding = torch.cat([self.backbone(x[:, :, :split]), self.view2(x[:, :, split:])], dim=1)
+        return self.head(embedding)
 
 
-def build_model(model_settings) -> Detector:
-    return Detector(model_settings)
+def build_model(model_settings, feature_settings=None) -> Detector:
+    """The network for these model settings; feature_settings (when given) say whether the input
+    carries a second view after the subband's bins."""
+    split = None
+    if feature_settings is not None and getattr(feature_settings, "view2_bands", 0):
+        split = feature_settings.n_subband_bins
+    return Detector(model_settings, split)
 
 
 def bonafide_score(output: AngularOutput) -> torch.Tensor:

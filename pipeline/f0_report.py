@@ -93,7 +93,7 @@ def main(argv=None) -> int:
         print(f"f0_report: {err}", file=sys.stderr)
         return 1
     fs = settings.features
-    band_hz = (fs.n_bins - 1) * fs.sample_rate / fs.n_fft
+    band_hz = (fs.n_subband_bins - 1) * fs.sample_rate / fs.n_fft
     groups = collect_f0(readers)
     summary = summarise(groups, band_hz)
     write_outputs(groups, summary, settings.f0_report, Path(args.metrics), Path(args.plots))

@@ -35,6 +35,9 @@ def metric_row(name: str, m: dict) -> str:
 def render(settings, parts: dict, train: dict, metrics: dict, loao: dict | None = None) -> str:
     ms, ts = settings.model, settings.train
     seen = set(parts["train"]["attacks"])
+    fs = settings.features
+    view2 = (f", fused with a second view through its own branch ({fs.view2_bands} mel-spaced bands, "
+             f"{fs.view2_min_hz:g}-{fs.view2_max_hz:g} Hz)" if fs.view2_bands else "")
     lines = [
         "# Model card", "",
         "Written by the `model_card` stage from this run's records; `dvc repro` rewrites it.", "",
@@ -42,7 +45,7 @@ def render(settings, parts: dict, train: dict, metrics: dict, loao: dict | None 
         f"A fake-speech (spoofing) countermeasure: {ms.arch} ({train['parameters']:,} parameters, "
         f"SR gates `{ms.sr_placement}`) with a{'n A-Softmax' if ms.head == 'asoftmax' else ' softmax'} head, "
         f"on the F0 subband log spectrogram (0-{settings.features.max_hz:g} Hz, "
-        f"{settings.features.n_bins} bins). Input: any audio, resampled to "
+        f"{settings.features.n_subband_bins} bins){view2}. Input: any audio, resampled to "
         f"{settings.features.sample_rate} Hz. Output per file: a score (higher = more bona fide; "
         f"the head's cos(bona fide) - cos(spoof)), an LLR from an affine calibration fitted on dev, "
         f"and a decision (`python -m pipeline.detect`).", "",

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from model import bonafide_score, build_model, decision_logit
 from pipeline.dataset import length_batches
-from pipeline.settings import ModelSettings, SettingsError
+from pipeline.settings import FeatureSettings, ModelSettings, SettingsError
 
 CHECKPOINT_FORMAT = "srla-checkpoint/1"
 MODEL_FORMAT = "srla-model/1"
@@ -130,7 +130,8 @@ def load_model(path: Path) -> tuple[torch.nn.Module, dict]:
     if state.get("format") != MODEL_FORMAT:
         raise CheckpointError(f"{path}: a training checkpoint, not a model file; use models/model.pt")
     # Model files written before model.sr_placement existed have the split_output network.
-    model = build_model(ModelSettings(**{"sr_placement": "split_output", **state["model_settings"]}))
+    model = build_model(ModelSettings(**{"sr_placement": "split_output", **state["model_settings"]}),
+                        FeatureSettings.from_stored(state["feature_settings"]))
     model.load_state_dict(state["model"])
     model.to(memory_format=torch.channels_last)
     model.eval()

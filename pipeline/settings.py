@@ -115,8 +115,19 @@ class FeatureSettings:
     f0_method: Literal["dio", "harvest"] = "dio"
     f0_floor: float = 71.0
     f0_ceil: float = 800.0
+    # The second view (issue 16): view2_bands mel-spaced bands of the same STFT from view2_min_hz
+    # to view2_max_hz, stored after the subband's bins and read by a branch of their own in the
+    # network; 0 = none (the paper).
+    view2_bands: int = 0
+    view2_min_hz: float = 400.0
+    view2_max_hz: float = 8000.0
 
     def validate(self, path: str) -> None:
+        if self.view2_bands < 0:
+            raise SettingsError(f"{path}.view2_bands: must be >= 0, got {self.view2_bands}")
+        if self.view2_bands and not 0 <= self.view2_min_hz < self.view2_max_hz <= self.sample_rate / 2:
+            raise SettingsError(f"{path}: need 0 <= view2_min_hz < view2_max_hz <= Nyquist "
+                                f"({self.sample_rate / 2:g}), got {self.view2_min_hz}, {self.view2_max_hz}")
         for name in ("sample_rate", "n_fft", "win_length", "hop_length"):
             _positive(getattr(self, name), f"{path}.{name}")
         if self.win_length > self.n_fft:
@@ -136,8 +147,14 @@ class FeatureSettings:
         return cls(**{"window_symmetric": False, **stored})
 
     @property
-    def n_bins(self) -> int:
+    def n_subband_bins(self) -> int:
+        """STFT bins of the F0 subband (45 for the paper's settings)."""
         return min(math.ceil(self.max_hz * self.n_fft / self.sample_rate) + 1, self.n_fft // 2 + 1)
+
+    @property
+    def n_bins(self) -> int:
+        """Rows of the stored feature: the subband's bins, then the second view's bands."""
+        return self.n_subband_bins + self.view2_bands
 
     @property
     def frame_period_ms(self) -> float:
@@ -150,6 +167,9 @@ class FeatureSettings:
         # features, so shards (and model files) made before them stay valid.
         if not fields["window_symmetric"]:
             del fields["window_symmetric"]
+        if not fields["view2_bands"]:
+            for key in ("view2_bands", "view2_min_hz", "view2_max_hz"):
+                del fields[key]
         payload = json.dumps({"version": FEATURE_VERSION, **fields}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -247,8 +267,13 @@ class ModelSettings:
     # none, or utterance: subtract each bin's mean over the input's frames (removes any
     # stationary channel / recording colouring before the network sees the spectrogram).
     input_norm: Literal["none", "utterance"] = "none"
+    # Embedding size of the second view's branch (used only when features.view2_bands > 0).
+    view2_dim: int = 64
 
     def validate(self, path: str) -> None:
+        _positive(self.view2_dim, f"{path}.view2_dim")
+        if self.view2_dim % 4:
+            raise SettingsError(f"{path}.view2_dim: must be a multiple of 4, got {self.view2_dim}")
         if len(self.layers) != len(self.planes) or not self.layers:
             raise SettingsError(f"{path}: layers and planes need the same, non-zero length")
         for name in ("layers", "planes"):
@@ -492,6 +517,10 @@ def load_settings(path: str | Path = "params.yaml") -> Settings:
             raw["features"] = dict(raw["features"])
             augment = raw["features"].pop("augment")
         settings = build(Settings, raw, "")
+        if settings.train.freq_stretch > 0 and settings.features.view2_bands:
+            raise SettingsError("train.freq_stretch: stretches the subband's frequency axis, but with "
+                                "features.view2_bands > 0 the second view's bands follow it in the same "
+                                "input; set one of them to 0")
         return dataclasses.replace(settings, augment=build(AugmentSettings, augment, "features.augment"))
     except SettingsError as err:
         raise SettingsError(f"{path}: {err}") from None
