@@ -10,6 +10,13 @@ sys.path.insert(0, str(ROOT))
 from pipeline.settings import FeatureSettings  # noqa: E402
 
 
+def repository_features() -> FeatureSettings:
+    """The feature settings of the repository's params.yaml (the default recipe's: its second view
+    included), for tests that run the stages with that file."""
+    from pipeline.settings import load_settings
+    return load_settings(ROOT / "params.yaml").features
+
+
 @pytest.fixture
 def feature_settings():
     return FeatureSettings()

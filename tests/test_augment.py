@@ -102,9 +102,17 @@ def test_evaluation_never_sees_a_copy_and_training_draws_them(manifests, tmp_pat
     training = ShardDataset(readers, frames=20, train=True, seed=1)
     assert len(training) == 6 and list(training.copies) == [2] * 6
     read = []
+
+    def recording(reader):
+        plain = reader.read
+
+        def read_and_note(i, with_f0=True):
+            read.append(int(reader.copy[i]))
+            return plain(i, with_f0)
+        return read_and_note
+
     for reader in readers:
-        original_read = reader.read
-        reader.read = lambda i, with_f0=True, r=reader, f=original_read: (read.append(int(r.copy[i])), f(i, with_f0))[1]
+        reader.read = recording(reader)
     for epoch in range(8):
         for i in range(len(training)):
             training[(i, epoch)]
@@ -125,8 +133,9 @@ def test_extract_stage_augments_train_only(manifests, tmp_path, monkeypatch):
         (tmp_path / "manifest" / f"{part}.tsv").write_text(manifests[part].read_text())
         assert extract.main([part, "--params", str(tmp_path / "params.yaml"), "--manifest",
                              str(tmp_path / "manifest"), "--out", str(tmp_path / "features")]) == 0
-    train = open_partition(tmp_path / "features/train", FeatureSettings())
-    dev = open_partition(tmp_path / "features/dev", FeatureSettings())
+    features = load_settings(tmp_path / "params.yaml").features
+    train = open_partition(tmp_path / "features/train", features)
+    dev = open_partition(tmp_path / "features/dev", features)
     assert sum(len(r) for r in train) == 12 and sum(len(r.originals) for r in train) == 6
     assert all((r.copy == 0).all() for r in dev) and sum(len(r) for r in dev) == 6
 

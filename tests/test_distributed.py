@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import ROOT, make_feature_shards
+from conftest import ROOT, make_feature_shards, repository_features
 from pipeline.settings import FeatureSettings, ModelSettings
 from model import build_model
 
@@ -33,8 +33,8 @@ def train_cmd(launcher, params, features, out):
 @pytest.fixture(scope="module")
 def features(tmp_path_factory):
     root = tmp_path_factory.mktemp("ddp")
-    make_feature_shards(root / "train", FeatureSettings(), n_utts=64, seed=0)
-    make_feature_shards(root / "dev", FeatureSettings(), n_utts=32, n_shards=1, seed=1)
+    make_feature_shards(root / "train", repository_features(), n_utts=64, seed=0)
+    make_feature_shards(root / "dev", repository_features(), n_utts=32, n_shards=1, seed=1)
     return root
 
 
@@ -53,4 +53,5 @@ def test_two_cpu_ranks_agree_and_match_one_process(features, tmp_path):
     assert ddp["final_train_loss"] == pytest.approx(single["final_train_loss"], rel=0.02)
     # a model saved under DDP loads into a single-process network
     state = torch.load(tmp_path / "two" / "model.pt", weights_only=True)
-    build_model(ModelSettings(**state["model_settings"])).load_state_dict(state["model"])
+    build_model(ModelSettings(**state["model_settings"]),
+                FeatureSettings.from_stored(state["feature_settings"])).load_state_dict(state["model"])

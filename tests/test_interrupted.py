@@ -9,9 +9,8 @@ import time
 import pytest
 import yaml
 
-from conftest import ROOT, make_feature_shards, make_tone_corpus
+from conftest import ROOT, make_feature_shards, make_tone_corpus, repository_features
 from pipeline.manifest import build_manifest, write_manifest
-from pipeline.settings import FeatureSettings
 
 
 def write_params(path, **sections):
@@ -66,8 +65,8 @@ def test_killed_extraction_keeps_finished_shards_and_ends_identical(tmp_path):
 
 def test_killed_training_resumes_to_the_same_result(tmp_path):
     features = tmp_path / "features"
-    make_feature_shards(features / "train", FeatureSettings(), n_utts=64, seed=0)
-    make_feature_shards(features / "dev", FeatureSettings(), n_utts=32, n_shards=1, seed=1)
+    make_feature_shards(features / "train", repository_features(), n_utts=64, seed=0)
+    make_feature_shards(features / "dev", repository_features(), n_utts=32, n_shards=1, seed=1)
     params = write_params(tmp_path / "params.yaml",
                           model={"layers": [1, 1], "planes": [16, 32], "scale": 4, "stem_channels": 8},
                           train={"frames": 32, "batch_size": 16, "epochs": 4, "warmup_steps": 5,

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import yaml
 
-from conftest import ROOT, make_feature_shards
+from conftest import ROOT, make_feature_shards, repository_features
 from pipeline.dataset import ShardDataset
 from pipeline.settings import FeatureSettings
 from pipeline.shards import open_partition
@@ -28,7 +28,8 @@ def test_excluded_attacks_leave_the_dataset_and_the_rest_keeps_its_order(tmp_pat
 
 def test_loao_stage_trains_without_each_attack_and_scores_it(tmp_path):
     for part, n, seed in (("train", 48, 0), ("dev", 24, 1), ("eval", 24, 2)):
-        make_feature_shards(tmp_path / "features" / part, FeatureSettings(), n_utts=n, n_shards=1, seed=seed)
+        make_feature_shards(tmp_path / "features" / part, repository_features(), n_utts=n, n_shards=1,
+                            seed=seed)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["model"].update(layers=[1, 1], planes=[16, 32], scale=4, stem_channels=8)
     params["train"].update(frames=32, batch_size=8, epochs=1, num_workers=0, precision="fp32")

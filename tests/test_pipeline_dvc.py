@@ -1,4 +1,5 @@
 """End to end: the real stages under `dvc repro` on a tiny mini corpus in a temporary copy."""
+import dataclasses
 import json
 import os
 import shutil
@@ -11,7 +12,7 @@ import pytest
 import yaml
 
 from pipeline.protocol import parse_protocol, protocol_path
-from pipeline.settings import PARTITIONS, FeatureSettings
+from pipeline.settings import PARTITIONS, load_settings
 from pipeline.shards import open_partition
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,14 +56,14 @@ def project(tmp_path_factory):
 def test_repro_builds_corpus_and_every_partitions_shards(project):
     work, first = project
     assert "corpus" in ran_stages(first) and "features@eval" in ran_stages(first)
-    settings = FeatureSettings()
+    settings = load_settings(work / "params.yaml").features
     for part in PARTITIONS:
         utts, _ = parse_protocol(protocol_path(work / "data/mini_corpus", part))
         readers = open_partition(work / "data/features" / part, settings)
         stored = [u for r in readers for u in r.utt_id]
         assert sorted(stored) == sorted(u.utt_id for u in utts)
         for reader in readers:
-            assert reader.n_bins == 45
+            assert reader.n_bins == 45 + settings.view2_bands
             sub, f0 = reader.read(0)
             assert sub.shape[0] == f0.shape[0] > 0
     report = json.loads((work / "metrics/f0_report.json").read_text())
@@ -104,7 +105,8 @@ def test_noop_repro_runs_nothing_and_feature_change_reruns_extraction_onwards(pr
     # (loao too: off by default, it only writes that it is off)
     assert rerun == ["evaluate@dev", "evaluate@eval", "f0_report", "features@dev", "features@eval",
                      "features@train", "loao", "model_card", "train"]
-    assert open_partition(work / "data/features/train", FeatureSettings(max_hz=500.0))[0].n_bins == 55
+    wider = dataclasses.replace(load_settings(work / "params.yaml").features, max_hz=500.0)
+    assert open_partition(work / "data/features/train", wider)[0].n_bins == 55 + wider.view2_bands
     # a training setting reruns training, evaluation and the model card only
     params["train"]["lr"] = 0.001
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

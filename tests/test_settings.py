@@ -21,7 +21,9 @@ def write_params(tmp_path, change):
 def test_repository_params_load_with_paper_defaults():
     settings = load_settings(ROOT / "params.yaml")
     assert settings.features.n_fft == 1728 and settings.features.hop_length == 130
-    assert settings.features.n_bins == 45
+    assert settings.features.n_subband_bins == 45
+    # the mini corpus default adds the second view; the paper preset turns it off
+    assert settings.features.n_bins == 45 + settings.features.view2_bands
 
 
 @pytest.mark.parametrize("change, message", [
