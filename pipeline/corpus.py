@@ -321,8 +321,8 @@ def render(item: Item, out_dir: Path, settings: CorpusSettings) -> None:
     else:
         attack = ATTACKS[item.attack]
         with tempfile.TemporaryDirectory() as tmp:
-            x = generate(attack.generator, None if attack.tts else prompt_audio(item.prompt), item.text,
-                         attack.language or item.prompt.language, np.random.default_rng(item.seed), Path(tmp))
+            x = generate(attack, None if attack.tts else prompt_audio(item.prompt), item.text,
+                         item.prompt.language, np.random.default_rng(item.seed), Path(tmp))
     y = final_channel(x, settings)
     target = out_dir / f"{item.utt_id}.flac"
     partial = target.with_suffix(".tmp")

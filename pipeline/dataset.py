@@ -142,12 +142,12 @@ class ShardDataset(Dataset):
         attacks = np.concatenate([np.asarray(r.attack) for r in readers]) if readers else np.zeros(0, str)
         copy = np.concatenate([r.copy for r in readers]) if readers else np.zeros(0, np.int16)
         original = copy == 0
+        originals = np.flatnonzero(original)
         self.items = np.flatnonzero(original & ~np.isin(attacks, list(exclude_attacks))).astype(np.int64)
         labels = np.concatenate([r.label for r in readers]).astype(np.int64) if readers else np.zeros(0, np.int64)
         self.labels = labels[self.items]
-        next_original = np.append(np.flatnonzero(original), len(copy))
-        copies_after = np.diff(next_original) - 1                   # per original, in order
-        self.copies = (copies_after[np.searchsorted(np.flatnonzero(original), self.items)] if train
+        copies_after = np.diff(np.append(originals, len(copy))) - 1  # per original, in order
+        self.copies = (copies_after[np.searchsorted(originals, self.items)] if train
                        else np.zeros(len(self.items), np.int64))
 
     def __len__(self) -> int:

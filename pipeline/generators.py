@@ -156,8 +156,7 @@ def tts(generator: str, text: str, language: str, rng: np.random.Generator, tmp:
 @contextlib.contextmanager
 def single_threaded_onnx():
     """ONNX Runtime sessions created inside use one thread and do not spin: the corpus stage
-    already runs one worker per core, and two workers each spinning a pool of all cores made the
-    neural TTS several times slower."""
+    already runs one worker per core, and a pool of all cores in every worker oversubscribes them."""
     import onnxruntime
     original = onnxruntime.InferenceSession
 
@@ -357,13 +356,16 @@ def vocode(generator: str, x: np.ndarray, rng: np.random.Generator, tmp: Path) -
     raise GeneratorError(f"unknown vocoder {generator}")
 
 
-def generate(generator: str, source: np.ndarray | None, text: str, language: str,
+def generate(attack: Attack, source: np.ndarray, text: str, language: str,
              rng: np.random.Generator, tmp: Path) -> np.ndarray:
-    """One spoof: TTS speaks text, a vocoder resynthesises source. Checked finite and not silent."""
-    attack_is_tts = any(a.generator == generator and a.tts for a in ATTACKS.values())
-    y = tts(generator, text, language, rng, tmp) if attack_is_tts else vocode(generator, source, rng, tmp)
+    """One spoof: a TTS attack speaks text in `language`, a vocoder resynthesises source (a bona
+    fide recording, 16 kHz). Checked finite and not silent."""
+    if attack.tts:
+        y = tts(attack.generator, text, attack.language or language, rng, tmp)
+    else:
+        y = vocode(attack.generator, source, rng, tmp)
     y = np.asarray(y, dtype=np.float32)
     if not len(y) or not np.all(np.isfinite(y)) or float(np.max(np.abs(y))) < 1e-4:
-        what = f"text {text!r}" if attack_is_tts else "its source recording"
-        raise GeneratorError(f"{generator} made silent or non-finite audio from {what}")
+        what = f"text {text!r}" if attack.tts else "its source recording"
+        raise GeneratorError(f"{attack.generator} made silent or non-finite audio from {what}")
     return y

@@ -47,8 +47,9 @@ def heldout_scores(model_path: Path, features: Path, settings: Settings, attack:
     """Scores of the bona fide of dev and eval and of `attack`'s spoofs there (score, label)."""
     model, state = load_model(model_path)
     readers = [r for part in ("dev", "eval") for r in open_partition(features / part, settings.features)]
-    others = tuple({a for r in readers for a in r.attack} - {"-", attack})
-    if attack not in {a for r in readers for a in r.attack}:
+    present = {a for r in readers for a in r.attack}
+    others = tuple(present - {"-", attack})
+    if attack not in present:
         raise ScoreError(f"attack {attack} has no spoofs in dev or eval to score")
     _, scores, labels = score_readers(model, state, readers, settings, exclude_attacks=others)
     return scores, labels

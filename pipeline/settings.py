@@ -202,8 +202,9 @@ class AugmentSettings:
         for name in ("p_codec", "p_noise", "p_rawboost"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise SettingsError(f"{path}.{name}: must be a probability in [0, 1], got {getattr(self, name)}")
-        if self.p_codec + self.p_noise + self.p_rawboost == 0:
-            raise SettingsError(f"{path}: p_codec, p_noise and p_rawboost are all 0: nothing to augment with")
+        if (self.p_codec if self.codecs else 0.0) + self.p_noise + self.p_rawboost == 0:
+            raise SettingsError(f"{path}: p_noise and p_rawboost are 0 and p_codec is 0 or codecs empty: "
+                                f"nothing to augment with")
         if (len(self.snr_db) != 2 or not all(isinstance(v, (int, float)) for v in self.snr_db)
                 or self.snr_db[0] > self.snr_db[1]):
             raise SettingsError(f"{path}.snr_db: must be [low, high] in dB, got {self.snr_db}")

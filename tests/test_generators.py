@@ -28,7 +28,7 @@ def test_generator_makes_finite_audible_speech_deterministically(attack_id, reco
     source = None if attack.tts else recording
 
     def make():
-        return generate(attack.generator, source, TEXTS[language] if attack.tts else "", language,
+        return generate(attack, source, TEXTS[language] if attack.tts else "", language,
                         np.random.default_rng(7), tmp_path)
 
     y = make()
@@ -49,7 +49,7 @@ def test_generator_makes_finite_audible_speech_deterministically(attack_id, reco
 def test_vocoders_change_the_recording(recording, tmp_path):
     for attack in ATTACKS.values():
         if not attack.tts:
-            y = generate(attack.generator, recording, "", "en", np.random.default_rng(1), tmp_path)
+            y = generate(attack, recording, "", "en", np.random.default_rng(1), tmp_path)
             n = min(len(y), len(recording))
             assert not np.allclose(y[:n], recording[:n], atol=1e-3), attack.generator
 
@@ -57,7 +57,7 @@ def test_vocoders_change_the_recording(recording, tmp_path):
 def test_silent_output_is_refused(monkeypatch, tmp_path):
     monkeypatch.setattr(generators, "vocode", lambda generator, x, rng, tmp: np.zeros_like(x))
     with pytest.raises(GeneratorError, match="lpc made silent"):
-        generate("lpc", np.ones(16000, np.float32), "", "en", np.random.default_rng(0), tmp_path)
+        generate(ATTACKS["A11"], np.ones(16000, np.float32), "", "en", np.random.default_rng(0), tmp_path)
 
 
 def test_missing_engine_is_named_before_any_work(monkeypatch):
