@@ -29,7 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from model import asoftmax_loss, build_model, count_parameters, floor_gamma, margin_lambda
+from model import asoftmax_loss, build_model, count_parameters, floor_gamma, head_loss, margin_lambda
 from pipeline.dataset import EpochSampler, ShardDataset
 from pipeline.calibration import fit_calibration
 from pipeline.metrics import ScoreError, compute_eer
@@ -165,12 +165,14 @@ def averaged_model(model, average: dict, loader, device, precision: str):
     return final.eval()
 
 
-def train_step(model, x, y, optimizer, lam: float, device, precision: str, micro_batch: int = 0):
+def train_step(model, x, y, optimizer, lam: float, device, precision: str, micro_batch: int = 0,
+               loss_fn=asoftmax_loss):
     """One optimiser step on a batch; returns (summed loss, correct predictions) over the batch as
     tensors on the device: nothing here waits for the device, the epoch reads them once at its end.
 
     With micro_batch > 0 the batch goes through in chunks of that size whose gradients add up
     to the whole batch's (activation memory of one chunk; BatchNorm statistics per chunk).
+    loss_fn(output, target, lam) is the head's loss (model.head_loss).
     """
     optimizer.zero_grad(set_to_none=True)
     total_loss = torch.zeros((), device=device)
@@ -179,7 +181,7 @@ def train_step(model, x, y, optimizer, lam: float, device, precision: str, micro
     for xc, yc in zip(torch.split(x, size), torch.split(y, size)):
         with autocast(device, precision):
             out = model(xc)
-        loss = asoftmax_loss(out, yc, lam)
+        loss = loss_fn(out, yc, lam)
         (loss * (len(yc) / len(y))).backward()
         total_loss += loss.detach() * len(yc)
         correct += (out.cos_theta.detach().argmax(dim=1) == yc).sum()
@@ -214,13 +216,15 @@ def train_epoch(model, loader, optimizer, scheduler, settings: Settings, device,
     seen = 0
     started = time.perf_counter()
     limit = epoch_steps(loader, ts)
+    loss_fn = head_loss(ms)
     for batch, (x, y, _) in enumerate(tqdm(loader, total=limit, disable=not progress,
                                            desc="train", unit="batch", leave=False)):
         if batch >= limit:
             break
         x, y = to_device(x, device), y.to(device, non_blocking=True)
         lam = margin_lambda(step, ms.lambda_min, ms.lambda_base, gamma)
-        batch_loss, batch_correct = train_step(model, x, y, optimizer, lam, device, precision, ts.micro_batch)
+        batch_loss, batch_correct = train_step(model, x, y, optimizer, lam, device, precision, ts.micro_batch,
+                                                  loss_fn)
         scheduler.step()
         step += 1
         total_loss += batch_loss

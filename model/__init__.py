@@ -1,4 +1,4 @@
-"""The network: SR-LA Res2Net (or plain Res2Net) with an A-Softmax (or softmax) head.
+"""The network: SR-LA Res2Net (or plain Res2Net) with an A-Softmax (or softmax, or one-class) head.
 
 Device placement is the caller's: nothing here calls .cuda().
 """
@@ -8,10 +8,11 @@ import torch
 from torch import nn
 
 from .asoftmax import AngleLinear, AngularOutput, SoftmaxHead, asoftmax_loss, floor_gamma, margin_lambda, psi
+from .one_class import OneClassHead, one_class_loss
 from .srla_res2net import SRLARes2Net
 
 __all__ = ["AngularOutput", "Detector", "asoftmax_loss", "bonafide_score", "build_model",
-           "count_parameters", "decision_logit", "floor_gamma", "margin_lambda", "psi"]
+           "count_parameters", "decision_logit", "floor_gamma", "head_loss", "margin_lambda", "psi"]
 
 BONAFIDE = 1  # class index of bona fide (label 1 in the shards)
 
@@ -51,7 +52,12 @@ class Detector(nn.Module):
         if view2_split is not None:
             self.view2 = BandBranch(in_channels, settings.view2_dim)
             dim += self.view2.embedding_dim
-        self.head = AngleLinear(dim, 2, settings.margin) if settings.head == "asoftmax" else SoftmaxHead(dim, 2)
+        if settings.head == "asoftmax":
+            self.head = AngleLinear(dim, 2, settings.margin)
+        elif settings.head == "ocsoftmax":
+            self.head = OneClassHead(dim, settings.oc_alpha)
+        else:
+            self.head = SoftmaxHead(dim, 2)
 
     def forward(self, x: torch.Tensor) -> AngularOutput:
         if self.input_norm == "utterance":
@@ -73,6 +79,16 @@ def build_model(model_settings, feature_settings=None) -> Detector:
     if feature_settings is not None and getattr(feature_settings, "view2_bands", 0):
         split = feature_settings.n_subband_bins
     return Detector(model_settings, split)
+
+
+def head_loss(settings):
+    """The training loss of model.head, as loss(output, target, lam); lam (the A-Softmax margin's
+    annealing) is ignored by the other heads."""
+    if settings.head == "ocsoftmax":
+        bonafide_margin, spoof_margin = settings.oc_margins
+        return lambda output, target, lam: one_class_loss(output, target, bonafide_margin, spoof_margin,
+                                                          settings.oc_alpha, BONAFIDE)
+    return asoftmax_loss  # the softmax head's psi is its logit, so this is plain cross-entropy
 
 
 def bonafide_score(output: AngularOutput) -> torch.Tensor:

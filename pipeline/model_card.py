@@ -17,6 +17,11 @@ from pathlib import Path
 from pipeline.settings import SettingsError, load_settings
 
 
+HEADS = {"asoftmax": "an A-Softmax", "softmax": "a softmax", "ocsoftmax": "a one-class (OC-Softmax)"}
+SCORES = {"asoftmax": "cos(bona fide) - cos(spoof)", "softmax": "logit(bona fide) - logit(spoof)",
+          "ocsoftmax": "2 x cosine to the bona fide direction"}
+
+
 def partition_summary(manifest: Path) -> dict:
     """Utterances, bona fide, speakers and attacks of one partition's manifest."""
     with open(manifest, newline="") as f:
@@ -43,11 +48,11 @@ def render(settings, parts: dict, train: dict, metrics: dict, loao: dict | None 
         "Written by the `model_card` stage from this run's records; `dvc repro` rewrites it.", "",
         "## What it is", "",
         f"A fake-speech (spoofing) countermeasure: {ms.arch} ({train['parameters']:,} parameters, "
-        f"SR gates `{ms.sr_placement}`) with a{'n A-Softmax' if ms.head == 'asoftmax' else ' softmax'} head, "
+        f"SR gates `{ms.sr_placement}`) with {HEADS[ms.head]} head, "
         f"on the F0 subband log spectrogram (0-{settings.features.max_hz:g} Hz, "
         f"{settings.features.n_subband_bins} bins){view2}. Input: any audio, resampled to "
         f"{settings.features.sample_rate} Hz. Output per file: a score (higher = more bona fide; "
-        f"the head's cos(bona fide) - cos(spoof)), an LLR from an affine calibration fitted on dev, "
+        f"the head's {SCORES[ms.head]}), an LLR from an affine calibration fitted on dev, "
         f"and a decision (`python -m pipeline.detect`).", "",
         "## Trained on", "",
         f"`{settings.data.root}`: {ts.epochs} epochs ({train['steps']} steps) of {ts.frames}-frame crops, "

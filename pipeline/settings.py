@@ -242,7 +242,10 @@ class F0ReportSettings:
 @dataclass(frozen=True)
 class ModelSettings:
     arch: Literal["srla_res2net", "res2net"] = "srla_res2net"
-    head: Literal["asoftmax", "softmax"] = "asoftmax"
+    head: Literal["asoftmax", "softmax", "ocsoftmax"] = "asoftmax"
+    # ocsoftmax: cosine bounds [bona fide, spoof] and scale alpha (model/one_class.py).
+    oc_margins: list = field(default_factory=lambda: [0.9, 0.2])
+    oc_alpha: float = 20.0
     layers: list = field(default_factory=lambda: [2, 2, 2, 2])
     planes: list = field(default_factory=lambda: [16, 32, 64, 128])
     stem_channels: int = 16
@@ -273,6 +276,12 @@ class ModelSettings:
 
     def validate(self, path: str) -> None:
         _positive(self.view2_dim, f"{path}.view2_dim")
+        _positive(self.oc_alpha, f"{path}.oc_alpha")
+        margins = self.oc_margins
+        if (len(margins) != 2 or not all(isinstance(m, (int, float)) for m in margins)
+                or not -1.0 < margins[1] < margins[0] <= 1.0):
+            raise SettingsError(f"{path}.oc_margins: expected [bona fide, spoof] cosines with "
+                                f"-1 < spoof < bona fide <= 1, got {margins}")
         if self.view2_dim % 4:
             raise SettingsError(f"{path}.view2_dim: must be a multiple of 4, got {self.view2_dim}")
         if len(self.layers) != len(self.planes) or not self.layers:

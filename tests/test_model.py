@@ -4,8 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model import asoftmax_loss, bonafide_score, build_model, count_parameters, floor_gamma, margin_lambda, psi
+from model import (asoftmax_loss, bonafide_score, build_model, count_parameters, floor_gamma, head_loss,
+                   margin_lambda, psi)
 from model.asoftmax import AngleLinear, AngularOutput, SoftmaxHead, cos_m_theta
+from model.one_class import OneClassHead, one_class_loss
 from pipeline.settings import ModelSettings
 
 
@@ -71,7 +73,7 @@ def test_utterance_input_norm_ignores_a_stationary_channel():
     assert not torch.allclose(plain(x + colour).cos_theta, plain(x).cos_theta, atol=1e-3)
 
 
-@pytest.mark.parametrize("head", ["asoftmax", "softmax"])
+@pytest.mark.parametrize("head", ["asoftmax", "softmax", "ocsoftmax"])
 def test_the_score_orders_utterances_as_the_heads_own_decision(head):
     torch.manual_seed(0)
     model = build_model(ModelSettings(head=head))
@@ -88,7 +90,7 @@ def test_the_score_orders_utterances_as_the_heads_own_decision(head):
         assert torch.allclose(score, logp[:, 1] - logp[:, 0], atol=1e-5)
 
 
-@pytest.mark.parametrize("head", [AngleLinear(256, 2, 4), SoftmaxHead(256, 2)])
+@pytest.mark.parametrize("head", [AngleLinear(256, 2, 4), SoftmaxHead(256, 2), OneClassHead(256)])
 def test_the_head_runs_in_fp32_under_bf16_autocast(head):
     torch.manual_seed(0)
     x = torch.randn(16, 256)
@@ -145,3 +147,40 @@ def test_split_input_gates_the_incoming_split_and_split_output_the_conv_output()
         # split_input: 6 calls (splits 2..7) in each of the 2 non-first blocks; split_output: 7 per block
         assert calls.count(width) + calls.count(int(32 * 26 / 64)) == (12 if placement == "split_input" else 28)
     assert not torch.allclose(outputs["split_input"], outputs["split_output"])
+
+
+def test_one_class_loss_penalises_bona_fide_outside_and_spoofs_inside_their_bounds():
+    def loss(c, label):
+        out = AngularOutput(torch.tensor([[-c, c]]), torch.tensor([[-c, c]]), torch.tensor([10.0]))
+        return one_class_loss(out, torch.tensor([label]), 0.9, 0.2, 20.0).item()
+    # bona fide: softplus(20 (0.9 - c)); spoof: softplus(20 (c - 0.2))
+    assert loss(0.9, 1) == pytest.approx(math.log(2.0))
+    assert loss(1.0, 1) == pytest.approx(math.log1p(math.exp(-2.0)))
+    assert loss(0.5, 1) > 7.9  # bona fide well outside its cone
+    assert loss(0.5, 0) == pytest.approx(math.log1p(math.exp(6.0)))  # a spoof inside the spoof bound
+    assert loss(-0.8, 0) < 1e-8  # a spoof anywhere far enough costs nothing: no spoof centre
+    assert loss(0.5, 1) > loss(0.5, 0)  # the bona fide bound is the tighter one
+
+
+def test_one_class_training_makes_bona_fide_compact_and_separates_an_unseen_spoof_cluster():
+    """The behaviour the head is chosen for: trained on bona fide and two spoof clusters, a third
+    spoof cluster in a direction never seen still scores below all bona fide."""
+    torch.manual_seed(0)
+    dim = 16
+    directions = torch.linalg.qr(torch.randn(dim, dim))[0]
+    def cluster(k, n):
+        return directions[k] * 3.0 + 0.4 * torch.randn(n, dim)
+    bona, spoof_a, spoof_b, unseen = cluster(0, 200), cluster(1, 100), cluster(2, 100), cluster(3, 100)
+    x = torch.cat([bona, spoof_a, spoof_b])
+    y = torch.cat([torch.ones(200, dtype=torch.long), torch.zeros(200, dtype=torch.long)])
+    settings = ModelSettings(head="ocsoftmax")
+    head, loss_fn = OneClassHead(dim, settings.oc_alpha), head_loss(settings)
+    optimizer = torch.optim.Adam(head.parameters(), lr=0.05)
+    for _ in range(200):
+        optimizer.zero_grad()
+        loss_fn(head(x), y, 0.0).backward()
+        optimizer.step()
+    with torch.no_grad():
+        bona_scores, unseen_scores = bonafide_score(head(bona)), bonafide_score(head(unseen))
+    assert bona_scores.min() > unseen_scores.max()
+    assert (bona_scores / 2).mean() > 0.8  # bona fide within its cone, cos >= 0.9 on average nearly

@@ -42,6 +42,8 @@ def test_repository_params_load_with_paper_defaults():
     ({"train.dev_every": -1}, "train.dev_every: must be >= 0"),
     ({"train.batch_size": 30, "train.nproc": 4}, "train.batch_size: 30 does not split evenly"),
     ({"model.planes": [16, 32]}, "model: layers and planes need the same"),
+    ({"model.head": "ocsoftmax", "model.oc_margins": [0.2, 0.9]}, r"model.oc_margins: expected \[bona fide, spoof\]"),
+    ({"model.oc_alpha": 0}, "model.oc_alpha: must be > 0"),
     ({"evaluate.asv_operating_point": {"Pfa_asv": 2.0, "Pmiss_asv": 0.1, "Pmiss_spoof_asv": 0.1}},
      "evaluate.asv_operating_point.Pfa_asv: must be a rate"),
     ({"data.on_error": "ignore"}, "data.on_error: must be one of"),
