@@ -12,10 +12,12 @@ from pipeline.scoring import load_model, score_inputs
 from pipeline.settings import ModelSettings, Settings, TrainSettings
 
 
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    """A model file as training writes it (random weights, a calibration), from a small network."""
-    settings = Settings(model=ModelSettings(layers=[1, 1], planes=[16, 32], scale=4, stem_channels=8),
+@pytest.fixture(scope="module", params=["asoftmax", "ocsoftmax"])
+def model_path(tmp_path_factory, request):
+    """A model file as training writes it (random weights, a calibration), from a small network,
+    with the paper's head and with the one-class head."""
+    settings = Settings(model=ModelSettings(layers=[1, 1], planes=[16, 32], scale=4, stem_channels=8,
+                                            head=request.param),
                         train=TrainSettings(frames=32, eval_input="whole"))
     torch.manual_seed(0)
     network = train.build_model(settings.model).eval()

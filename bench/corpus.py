@@ -1,0 +1,78 @@
+"""What the corpus stage spends its time on: seconds per utterance for each generator (and for the
+bona fide, which only go through the channel), times how many utterances of each the corpus has.
+
+    python bench/corpus.py [--params params.yaml] [--items 5] [--out bench/results/corpus.json]
+
+Renders --items utterances of every attack (and of the bona fide) of the corpus plan, one process,
+one at a time, after one untimed warm-up item per generator (model loads, imports), into a
+temporary folder; the share of the stage is utterances x seconds each, as the workers split it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipeline.corpus import PARTITIONS, find_prompts, plan_partition, render  # noqa: E402
+from pipeline.generators import ATTACKS, prepare  # noqa: E402
+from pipeline.settings import load_settings  # noqa: E402
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default=str(ROOT / "params.yaml"))
+    parser.add_argument("--items", type=int, default=5, help="timed utterances per generator")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+
+    settings = load_settings(args.params).corpus
+    prompts = find_prompts(settings)
+    by_kind: dict[str, list] = defaultdict(list)
+    for part in PARTITIONS:
+        for item in plan_partition(part, prompts, settings):
+            by_kind[item.attack].append(item)
+    prepare({ATTACKS[a].generator for a in by_kind if a != "-"})
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind in sorted(by_kind):
+            items = by_kind[kind]
+            # spread over the plan (speakers, languages, texts), the first one a warm-up
+            step = max(1, len(items) // (args.items + 1))
+            sample = items[::step][:args.items + 1]
+            started = time.perf_counter()
+            render(sample[0], Path(tmp), settings)
+            warm_up = time.perf_counter() - started
+            seconds = []
+            for item in sample[1:]:
+                started = time.perf_counter()
+                render(item, Path(tmp), settings)
+                seconds.append(time.perf_counter() - started)
+            each = sum(seconds) / len(seconds)
+            name = "bona fide" if kind == "-" else f"{kind} {ATTACKS[kind].generator}"
+            rows.append({"kind": name, "utterances": len(items), "seconds_each": each,
+                         "warm_up_seconds": warm_up, "total_seconds": each * len(items)})
+            print(f"{name:18s} {len(items):5d} utt  {each:6.3f} s each  (first {warm_up:5.1f} s)"
+                  f"  -> {each * len(items):6.1f} s", flush=True)
+    total = sum(r["total_seconds"] for r in rows)
+    print(f"{'all':18s} {sum(r['utterances'] for r in rows):5d} utt  {total:.0f} s in one process, "
+          f"{total / settings.n_jobs:.0f} s over corpus.n_jobs = {settings.n_jobs} workers")
+    for r in sorted(rows, key=lambda r: -r["total_seconds"]):
+        r["share"] = r["total_seconds"] / total
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"cpu_cores": os.cpu_count(), "items": args.items, "rows": rows,
+                                        "total_seconds_one_process": total}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
