@@ -65,7 +65,7 @@ def main(argv=None) -> int:
     total = sum(r["total_seconds"] for r in rows)
     print(f"{'all':18s} {sum(r['utterances'] for r in rows):5d} utt  {total:.0f} s in one process, "
           f"{total / settings.n_jobs:.0f} s over corpus.n_jobs = {settings.n_jobs} workers")
-    for r in sorted(rows, key=lambda r: -r["total_seconds"]):
+    for r in rows:
         r["share"] = r["total_seconds"] / total
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
