@@ -183,4 +183,4 @@ def test_one_class_training_makes_bona_fide_compact_and_separates_an_unseen_spoo
     with torch.no_grad():
         bona_scores, unseen_scores = bonafide_score(head(bona)), bonafide_score(head(unseen))
     assert bona_scores.min() > unseen_scores.max()
-    assert (bona_scores / 2).mean() > 0.8  # bona fide within its cone, cos >= 0.9 on average nearly
+    assert (bona_scores / 2).mean() > 0.8  # bona fide pulled towards its cone (bound: cos 0.9)
