@@ -42,6 +42,11 @@ PROMPT_SUFFIXES = (".g722", ".wav", ".gsm")
 WORD_SUFFIXES = (".ogg", ".opus", ".wav")
 # Silence put between joined words (seconds), after each word's own silence is trimmed.
 WORD_GAP_SECONDS = 0.2
+# Asterisk ships `silence/1` .. `silence/10`: that many seconds of (near) digital silence for its
+# dial plans, not speech. Levelled to target_rms_db they became loud coding noise labelled bona fide.
+NOT_SPEECH_FOLDERS = {"silence"}
+# A source whose peak stays below this (-50 dBFS) holds no speech: refused by name, not levelled up.
+SILENT_PEAK = 10 ** (-50 / 20)
 # Utterances per parallel task (see render_chunks).
 RENDER_CHUNK = 20
 
@@ -165,6 +170,8 @@ def find_prompts(settings: CorpusSettings) -> dict[str, list[Prompt]]:
             raise CorpusError(f"{voice_dir}: voice folder missing; install the Asterisk prompts "
                               f"(make system-deps) or fix corpus.sources / corpus.speakers")
         for path in sorted(p for p in voice_dir.rglob("*") if p.suffix in PROMPT_SUFFIXES):
+            if NOT_SPEECH_FOLDERS & set(path.relative_to(voice_dir).parts[:-1]):
+                continue
             if settings.min_seconds <= prompt_seconds(path) <= settings.max_seconds:
                 by_speaker.setdefault(speaker, []).append(Prompt((str(path),), speaker, language_of(folder)))
     for folder, speaker in sorted(settings.word_voices.items()):
@@ -273,14 +280,22 @@ def read_prompt(path: str) -> np.ndarray:
 
 def prompt_audio(prompt: Prompt) -> np.ndarray:
     """A prompt's audio: its one recording, or its words, each trimmed of its own silence, joined
-    by WORD_GAP_SECONDS of silence."""
-    if len(prompt.paths) == 1:
-        return read_prompt(prompt.paths[0])
+    by WORD_GAP_SECONDS of silence. A recording without speech (peak below -50 dBFS) is a
+    CorpusError naming it."""
+    recordings = [read_prompt(path) for path in prompt.paths]
+    for path, x in zip(prompt.paths, recordings):
+        peak = float(np.max(np.abs(x))) if len(x) else 0.0
+        if peak < SILENT_PEAK:
+            level = f"peak {20 * np.log10(peak):.0f} dBFS" if peak > 0 else "all zeros"
+            raise CorpusError(f"{path}: no speech in this recording ({level}); remove it from the voice "
+                              f"folder or its speaker from corpus.speakers / corpus.word_voices")
+    if len(recordings) == 1:
+        return recordings[0]
     import librosa
     gap = np.zeros(int(WORD_GAP_SECONDS * SAMPLE_RATE), np.float32)
     pieces = []
-    for path in prompt.paths:
-        word, _ = librosa.effects.trim(read_prompt(path), top_db=40, frame_length=512, hop_length=128)
+    for x in recordings:
+        word, _ = librosa.effects.trim(x, top_db=40, frame_length=512, hop_length=128)
         pieces += [word, gap]
     return np.concatenate(pieces[:-1])
 
@@ -321,8 +336,11 @@ def render(item: Item, out_dir: Path, settings: CorpusSettings) -> None:
     else:
         attack = ATTACKS[item.attack]
         with tempfile.TemporaryDirectory() as tmp:
-            x = generate(attack, None if attack.tts else prompt_audio(item.prompt), item.text,
-                         item.prompt.language, np.random.default_rng(item.seed), Path(tmp))
+            try:
+                x = generate(attack, None if attack.tts else prompt_audio(item.prompt), item.text,
+                             item.prompt.language, np.random.default_rng(item.seed), Path(tmp))
+            except GeneratorError as err:
+                raise GeneratorError(f"{item.utt_id} ({item.attack}, from {source_of(item)}): {err}") from err
     y = final_channel(x, settings)
     target = out_dir / f"{item.utt_id}.flac"
     partial = target.with_suffix(".tmp")

@@ -163,3 +163,47 @@ def test_a_speaker_in_two_partitions_is_refused(word_settings):
                                                      "eval": ["W_UK"]})
     with pytest.raises(SettingsError, match="W_SV is in both train and dev"):
         bad.validate("corpus")
+
+
+def test_asterisk_silence_files_are_not_used_as_speech(prompts, tmp_path):
+    # Asterisk's silence/N files hold N seconds of near digital silence; levelled like speech they
+    # became loud coding noise labelled bona fide.
+    assert not any("/silence/" in p.path for voice in prompts.values() for p in voice)
+    import soundfile as sf
+    voice = tmp_path / "xx_XX_f_Test"
+    (voice / "digits").mkdir(parents=True)
+    (voice / "silence").mkdir()
+    t = np.arange(24000) / 16000
+    sf.write(voice / "digits" / "1.wav", 0.3 * np.sin(2 * np.pi * 150 * t), 16000)
+    sf.write(voice / "silence" / "2.wav", np.zeros(32000), 16000)
+    found = find_prompts(CorpusSettings(sources=str(tmp_path), speakers={"xx_XX_f_Test": "TEST"}))
+    assert [Path(p.path).relative_to(voice).as_posix() for p in found["TEST"]] == ["digits/1.wav"]
+
+
+def test_a_recording_without_speech_is_refused_by_name(tmp_path):
+    import soundfile as sf
+    from pipeline.corpus import CorpusError, Prompt
+    speech, quiet = tmp_path / "speech.wav", tmp_path / "quiet.wav"
+    t = np.arange(24000) / 16000
+    sf.write(speech, 0.3 * np.sin(2 * np.pi * 150 * t), 16000)
+    sf.write(quiet, 1e-4 * np.sin(2 * np.pi * 150 * t), 16000)  # -80 dBFS (-78 once 16-bit)
+    assert len(prompt_audio(Prompt((str(speech),), "S", "en"))) == 24000
+    for paths in ((str(quiet),), (str(speech), str(quiet))):
+        with pytest.raises(CorpusError, match=r"quiet\.wav: no speech in this recording \(peak -7\d dBFS\)"):
+            prompt_audio(Prompt(paths, "S", "en"))
+
+
+def test_a_generator_failure_names_the_utterance_and_its_source(tmp_path, monkeypatch):
+    import soundfile as sf
+    import pipeline.corpus as corpus
+    from pipeline.corpus import GeneratorError, Item, Prompt, render
+    source = tmp_path / "word.wav"
+    sf.write(source, 0.3 * np.sin(2 * np.pi * 150 * np.arange(24000) / 16000), 16000)
+
+    def fails(*args, **kwargs):
+        raise GeneratorError("psola made silent or non-finite audio from its source recording")
+    monkeypatch.setattr(corpus, "generate", fails)
+    item = Item("MINI_T_0000007", "S", "A13", Prompt((str(source),), "S", "en"), "", 1)
+    with pytest.raises(GeneratorError, match=rf"MINI_T_0000007 \(A13, from psola:{source}\): psola made silent"):
+        render(item, tmp_path, CorpusSettings())
+    assert not list(tmp_path.glob("*.flac"))
