@@ -269,7 +269,8 @@ def _train(settings, features_dir, out_dir, metrics_path, live_dir, resume, prog
     train_index = json.loads((features_dir / "train" / "index.json").read_text())
     train_set = ShardDataset(train_readers, ts.frames, train=True, f0_channel=ms.f0_channel,
                              freq_stretch=ts.freq_stretch, mask_bins=ts.mask_bins,
-                             mask_frames=ts.mask_frames, seed=ts.seed, exclude_attacks=ts.exclude_attacks)
+                             mask_frames=ts.mask_frames, seed=ts.seed, exclude_attacks=ts.exclude_attacks,
+                             mask_rows=settings.features.n_spectral_rows)
     dev_set = ShardDataset(dev_readers, ts.frames, train=False, f0_channel=ms.f0_channel,
                            eval_input=ts.eval_input, exclude_attacks=ts.exclude_attacks)
     precision, precision_reason = resolve_precision(ts.precision, device)

@@ -2,7 +2,8 @@
 
     python bench/extract.py [--manifest data/manifest/train.tsv] [--utterances 600]
 
-Kernels are timed alone in this process (load + resample, F0, subband, shard write); their
+Kernels are timed alone in this process (load + resample, F0, subband, the excitation statistics
+when features.excitation is on, shard write); their
 summed time per utterance is the limit one core can reach. The pipeline is
 pipeline.extract.extract_partition with n_jobs 1 and 2 on the same utterances. Run after
 `make repro` (it reads the mini corpus manifest). Prints a table and writes bench/results/extract.json.
@@ -19,6 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import numpy as np  # noqa: E402
 from joblib import Parallel, delayed  # noqa: E402
 
 import features  # noqa: E402
@@ -31,6 +33,8 @@ from pipeline.shards import write_shard  # noqa: E402
 def time_kernels(rows, settings) -> dict[str, float]:
     """Seconds per utterance of each kernel, run alone in this process."""
     totals = {"load": 0.0, "f0": 0.0, "subband": 0.0, "write": 0.0}
+    if settings.excitation:
+        totals["excitation"] = 0.0
     records = []
     for utt, path, _ in rows:
         t0 = time.perf_counter()
@@ -43,6 +47,11 @@ def time_kernels(rows, settings) -> dict[str, float]:
         totals["load"] += t1 - t0
         totals["subband"] += t2 - t1
         totals["f0"] += t3 - t2
+        if settings.excitation:
+            stats = features.excitation_statistics(x, settings.sample_rate, settings.hop_length,
+                                                   preemphasis_coefficient=settings.preemphasis)
+            totals["excitation"] += time.perf_counter() - t3
+            sub = np.concatenate([sub, stats], axis=1)
         records.append((utt, sub, f0))
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()

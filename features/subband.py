@@ -47,7 +47,7 @@ def subband_spectrogram(waveform: np.ndarray, settings) -> np.ndarray:
         left = (settings.n_fft - settings.win_length) // 2
         window = np.pad(window, (left, settings.n_fft - settings.win_length - left))
     strided = np.lib.stride_tricks.sliding_window_view(padded, settings.n_fft)[::settings.hop_length][:frames]
-    out = np.empty((frames, settings.n_bins), dtype=np.float32)
+    out = np.empty((frames, settings.n_subband_bins + settings.view2_bands), dtype=np.float32)
     floor = np.exp(settings.log_floor)
     # Blocks of frames keep memory bounded on long recordings (a full 10-minute STFT needs GBs).
     for start in range(0, frames, FRAME_BLOCK):

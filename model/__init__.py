@@ -36,22 +36,51 @@ class BandBranch(nn.Module):
         return self.layers(x).mean(dim=(2, 3))
 
 
+class ExcitationBranch(nn.Module):
+    """The excitation statistics' own branch (features.excitation): the statistics (times the
+    input's channels) as channels of three 1-D convs over frames (BatchNorm + ReLU, the last two
+    with stride 2), then the mean and the standard deviation over frames (how often frames are
+    impulsive matters, not only on average): [batch, channels, statistics, frames] -> [batch, dim]."""
+
+    def __init__(self, in_channels: int, statistics: int, dim: int):
+        super().__init__()
+        width = dim // 2
+        widths = [in_channels * statistics, width, width, width]
+        layers = []
+        for index, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+            layers += [nn.Conv1d(a, b, 5 if index == 0 else 3, 1 if index == 0 else 2, 2 if index == 0 else 1,
+                                 bias=False), nn.BatchNorm1d(b), nn.ReLU(inplace=True)]
+        self.layers = nn.Sequential(*layers)
+        self.embedding_dim = 2 * width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.layers(x.flatten(1, 2))
+        return torch.cat([h.mean(dim=2), h.std(dim=2, correction=0)], dim=1)  # finite for one frame too
+
+
 class Detector(nn.Module):
     """SR-LA Res2Net on the F0 subband; with a second view (view2_split = the row where it starts
     in the input, i.e. the subband's bin count), the rows from there go through their own
-    BandBranch and the two embeddings are concatenated before the head (embedding-level fusion)."""
+    BandBranch; with excitation_rows > 0 the input's last rows (the excitation statistics) go
+    through an ExcitationBranch. The embeddings are concatenated before the head (embedding-level
+    fusion)."""
 
-    def __init__(self, settings, view2_split: int | None = None):
+    def __init__(self, settings, view2_split: int | None = None, excitation_rows: int = 0):
         super().__init__()
         in_channels = 2 if settings.f0_channel else 1
         self.input_norm = settings.input_norm
         self.view2_split = view2_split
+        self.excitation_rows = excitation_rows
         self.backbone = SRLARes2Net(settings, in_channels)
         dim = self.backbone.embedding_dim
         self.view2 = None
         if view2_split is not None:
             self.view2 = BandBranch(in_channels, settings.view2_dim)
             dim += self.view2.embedding_dim
+        self.excitation = None
+        if excitation_rows:
+            self.excitation = ExcitationBranch(in_channels, excitation_rows, settings.excitation_dim)
+            dim += self.excitation.embedding_dim
         if settings.head == "asoftmax":
             self.head = AngleLinear(dim, 2, settings.margin)
         elif settings.head == "ocsoftmax":
@@ -60,25 +89,33 @@ class Detector(nn.Module):
             self.head = SoftmaxHead(dim, 2)
 
     def forward(self, x: torch.Tensor) -> AngularOutput:
+        # x: [batch, channels, rows, frames]: the subband's bins, the second view's bands, the
+        # excitation statistics.
+        excitation = None
+        if self.excitation is not None:
+            x, excitation = x[:, :, :-self.excitation_rows], x[:, :, -self.excitation_rows:]
         if self.input_norm == "utterance":
-            # x: [batch, channels, bins, frames]; channel 0 is the log spectrogram (an F0
-            # channel, if any, is left as it is).
+            # Channel 0 is the log spectrogram (an F0 channel, if any, is left as it is).
             sub = x[:, :1]
             x = torch.cat([sub - sub.mean(dim=-1, keepdim=True), x[:, 1:]], dim=1)
-        if self.view2 is None:
-            return self.head(self.backbone(x))
-        split = self.view2_split
-        embedding = torch.cat([self.backbone(x[:, :, :split]), self.view2(x[:, :, split:])], dim=1)
-        return self.head(embedding)
+        embeddings = []
+        if self.view2 is not None:
+            x, bands = x[:, :, :self.view2_split], x[:, :, self.view2_split:]
+            embeddings.append(self.view2(bands))
+        if excitation is not None:
+            embeddings.append(self.excitation(excitation))
+        embedding = self.backbone(x)
+        return self.head(torch.cat([embedding] + embeddings, dim=1) if embeddings else embedding)
 
 
 def build_model(model_settings, feature_settings=None) -> Detector:
     """The network for these model settings; feature_settings (when given) say whether the input
-    carries a second view after the subband's bins."""
+    carries a second view after the subband's bins, and excitation statistics after that."""
     split = None
     if feature_settings is not None and getattr(feature_settings, "view2_bands", 0):
         split = feature_settings.n_subband_bins
-    return Detector(model_settings, split)
+    excitation_rows = getattr(feature_settings, "n_excitation_rows", 0) if feature_settings is not None else 0
+    return Detector(model_settings, split, excitation_rows)
 
 
 def head_loss(settings):

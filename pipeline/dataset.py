@@ -118,11 +118,13 @@ class ShardDataset(Dataset):
     and gives the evaluation input (`eval_frames`): the first `frames` frames ("crop") or the
     whole utterance ("whole": items differ in length; `length_batches(eval_lengths())` groups
     equal ones). exclude_attacks: attack ids whose spoofs are left out (leave-one-attack-out).
+    mask_rows: the masks cover rows 0 .. mask_rows - 1 only (the spectra; the excitation
+    statistics after them are not masked); None = every row.
     """
 
     def __init__(self, readers, frames: int, train: bool, f0_channel: bool = False,
                  freq_stretch: float = 0.0, mask_bins: int = 0, mask_frames: int = 0,
-                 eval_input: str = "crop", seed: int = 0, exclude_attacks=()):
+                 eval_input: str = "crop", seed: int = 0, exclude_attacks=(), mask_rows: int | None = None):
         if eval_input not in EVAL_INPUTS:
             raise ValueError(f"eval_input must be one of {EVAL_INPUTS}, got {eval_input!r}")
         self.eval_input = eval_input
@@ -130,6 +132,7 @@ class ShardDataset(Dataset):
         self.readers = readers
         self.freq_stretch = freq_stretch if train else 0.0
         self.mask_bins, self.mask_frames = (mask_bins, mask_frames) if train else (0, 0)
+        self.mask_rows = mask_rows
         self.frames = frames
         self.train = train
         self.f0_channel = f0_channel
@@ -196,7 +199,9 @@ class ShardDataset(Dataset):
             factor = float(np.exp((float(torch.rand((), generator=generator)) * 2 - 1) * limit))
             subband, f0 = stretch_bins(subband, f0, factor)
         if self.mask_bins or self.mask_frames:
-            subband = mask_spans(subband, self.mask_bins, self.mask_frames, generator)
+            rows = subband.shape[1] if self.mask_rows is None else self.mask_rows
+            subband = np.concatenate([mask_spans(subband[:, :rows], self.mask_bins, self.mask_frames, generator),
+                                      subband[:, rows:]], axis=1)
         return model_input(subband, f0, self.f0_channel), int(self.labels[index]), index
 
 

@@ -43,6 +43,8 @@ def render(settings, parts: dict, train: dict, metrics: dict, loao: dict | None 
     fs = settings.features
     view2 = (f", fused with a second view through its own branch ({fs.view2_bands} mel-spaced bands, "
              f"{fs.view2_min_hz:g}-{fs.view2_max_hz:g} Hz)" if fs.view2_bands else "")
+    if fs.excitation:
+        view2 += ", and with per-frame excitation statistics (how impulsive the LPC residual is) through a branch of their own"
     lines = [
         "# Model card", "",
         "Written by the `model_card` stage from this run's records; `dvc repro` rewrites it.", "",

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional, Union
 
+from features.excitation import STATISTICS as EXCITATION_STATISTICS
+
 import yaml
 
 PARTITIONS = ("train", "dev", "eval")
@@ -121,6 +123,9 @@ class FeatureSettings:
     view2_bands: int = 0
     view2_min_hz: float = 400.0
     view2_max_hz: float = 8000.0
+    # Excitation statistics (features/excitation.py): 4 rows per frame after everything else,
+    # how impulsive each frame's LPC residual is; read by a branch of their own. false = none.
+    excitation: bool = False
 
     def validate(self, path: str) -> None:
         if self.view2_bands < 0:
@@ -152,9 +157,19 @@ class FeatureSettings:
         return min(math.ceil(self.max_hz * self.n_fft / self.sample_rate) + 1, self.n_fft // 2 + 1)
 
     @property
-    def n_bins(self) -> int:
-        """Rows of the stored feature: the subband's bins, then the second view's bands."""
+    def n_spectral_rows(self) -> int:
+        """Rows that are spectra (the subband's bins and the second view's bands)."""
         return self.n_subband_bins + self.view2_bands
+
+    @property
+    def n_excitation_rows(self) -> int:
+        return len(EXCITATION_STATISTICS) if self.excitation else 0
+
+    @property
+    def n_bins(self) -> int:
+        """Rows of the stored feature: the subband's bins, the second view's bands, then the
+        excitation statistics."""
+        return self.n_spectral_rows + self.n_excitation_rows
 
     @property
     def frame_period_ms(self) -> float:
@@ -170,6 +185,8 @@ class FeatureSettings:
         if not fields["view2_bands"]:
             for key in ("view2_bands", "view2_min_hz", "view2_max_hz"):
                 del fields[key]
+        if not fields["excitation"]:
+            del fields["excitation"]
         payload = json.dumps({"version": FEATURE_VERSION, **fields}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -273,9 +290,14 @@ class ModelSettings:
     input_norm: Literal["none", "utterance"] = "none"
     # Embedding size of the second view's branch (used only when features.view2_bands > 0).
     view2_dim: int = 64
+    # Embedding size of the excitation statistics' branch (features.excitation; a multiple of 2).
+    excitation_dim: int = 32
 
     def validate(self, path: str) -> None:
         _positive(self.view2_dim, f"{path}.view2_dim")
+        _positive(self.excitation_dim, f"{path}.excitation_dim")
+        if self.excitation_dim % 2:
+            raise SettingsError(f"{path}.excitation_dim: must be a multiple of 2, got {self.excitation_dim}")
         _positive(self.oc_alpha, f"{path}.oc_alpha")
         margins = self.oc_margins
         if (len(margins) != 2 or not all(isinstance(m, (int, float)) for m in margins)
@@ -527,10 +549,10 @@ def load_settings(path: str | Path = "params.yaml") -> Settings:
             raw["features"] = dict(raw["features"])
             augment = raw["features"].pop("augment")
         settings = build(Settings, raw, "")
-        if settings.train.freq_stretch > 0 and settings.features.view2_bands:
+        if settings.train.freq_stretch > 0 and (settings.features.view2_bands or settings.features.excitation):
             raise SettingsError("train.freq_stretch: stretches the subband's frequency axis, but with "
-                                "features.view2_bands > 0 the second view's bands follow it in the same "
-                                "input; set one of them to 0")
+                                "features.view2_bands > 0 or features.excitation the rows of those follow "
+                                "it in the same input; turn one of them off")
         return dataclasses.replace(settings, augment=build(AugmentSettings, augment, "features.augment"))
     except SettingsError as err:
         raise SettingsError(f"{path}: {err}") from None

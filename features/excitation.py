@@ -1,0 +1,75 @@
+"""Excitation statistics: how pulse-like the LPC residual of each frame is.
+
+A vocoder rebuilds speech from a source and a filter, and its source is rarely the voice's own:
+a pulse train (LPC, WORLD, Codec 2) makes a residual more impulsive than a human glottis does,
+and a phase reconstruction (Griffin-Lim, a mel inversion) smears each pulse over the period, so
+its residual is less impulsive. Both keep the spectral envelope and the F0 that the spectrogram
+views look at. On the mini corpus' training partition one of these numbers per utterance (the
+median residual kurtosis) separates bona fide from WORLD, LPC and Codec 2 (more impulsive) and
+from Griffin-Lim and the mel inversion (less impulsive) with ROC AUCs of 0.75-0.85
+(docs/experiments.md).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .subband import n_frames, preemphasis
+
+# Statistics per frame, in this order (each a log, so 0 is a neutral value for silent frames).
+STATISTICS = ("kurtosis", "crest", "envelope_peak", "prediction_gain")
+FRAME_SECONDS = 0.025     # analysis frame
+ENVELOPE_SECONDS = 0.002  # block of the residual's energy envelope
+
+
+def levinson(autocorrelation: np.ndarray, order: int) -> np.ndarray:
+    """Prediction-error filters [frames, order + 1] (a[0] = 1) from autocorrelations [frames, >= order + 1],
+    by the Levinson-Durbin recursion, all frames at once."""
+    r = autocorrelation.astype(np.float64)
+    a = np.zeros((len(r), order + 1))
+    a[:, 0] = 1.0
+    error = r[:, 0].copy()
+    for i in range(1, order + 1):
+        reflection = -(a[:, :i] * r[:, i:0:-1]).sum(axis=1) / np.maximum(error, 1e-12)
+        a[:, 1:i + 1] = a[:, 1:i + 1] + reflection[:, None] * a[:, i - 1::-1][:, :i]
+        error *= 1.0 - reflection ** 2
+    return a
+
+
+def excitation_statistics(waveform: np.ndarray, sample_rate: int, hop_length: int, order: int = 12,
+                          preemphasis_coefficient: float = 0.97) -> np.ndarray:
+    """[frames, 4] float32, one row per hop, frame t centred on sample t * hop_length (the
+    subband's frames): the log kurtosis, log crest factor and log peak-to-mean ratio of the 2 ms
+    energy envelope of the order-`order` LPC residual over a 25 ms frame (Hann-windowed for the
+    analysis, the residual over the plain samples), and the log prediction gain (frame energy /
+    residual energy). Frames without energy get 0s."""
+    window = int(round(FRAME_SECONDS * sample_rate))
+    block = max(1, int(round(ENVELOPE_SECONDS * sample_rate)))
+    x = preemphasis(np.asarray(waveform, dtype=np.float32), preemphasis_coefficient).astype(np.float64)
+    frames = n_frames(len(x), hop_length)
+    half = window // 2
+    padded = np.pad(x, (half + order, half + hop_length))
+    # Each row: `order` samples of history, then the frame's `window` samples.
+    rows = np.lib.stride_tricks.sliding_window_view(padded, window + order)[::hop_length][:frames]
+    segment = rows[:, order:]
+    taper = np.hanning(window)
+    spectrum = np.fft.rfft(segment * taper, n=2 * window, axis=1)
+    autocorrelation = np.fft.irfft(np.abs(spectrum) ** 2, axis=1)[:, :order + 1]
+    autocorrelation[:, 0] *= 1.0 + 1e-9  # white-noise correction: keeps the recursion stable
+    a = levinson(autocorrelation, order)
+    # Residual e[n] = sum_k a[k] x[n - k] over the frame's samples.
+    history = np.lib.stride_tricks.sliding_window_view(rows, order + 1, axis=1)  # [frames, window, order+1]
+    residual = np.einsum("fnk,fk->fn", history[:, :, ::-1], a)
+    power = np.mean(residual ** 2, axis=1)
+    energy = np.mean(segment ** 2, axis=1)
+    live = (energy > 1e-10) & (power > 1e-14)
+    out = np.zeros((frames, len(STATISTICS)), dtype=np.float32)
+    if not live.any():
+        return out
+    e, p = residual[live], power[live]
+    blocks = e[:, :window // block * block].reshape(len(e), -1, block)
+    envelope = np.mean(blocks ** 2, axis=2)
+    out[live, 0] = np.log(np.mean(e ** 4, axis=1) / p ** 2)
+    out[live, 1] = np.log(np.max(np.abs(e), axis=1) / np.sqrt(p))
+    out[live, 2] = np.log(np.max(envelope, axis=1) / np.maximum(np.mean(envelope, axis=1), 1e-20))
+    out[live, 3] = np.log(energy[live] / p)
+    return out
