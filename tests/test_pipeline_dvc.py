@@ -63,7 +63,7 @@ def test_repro_builds_corpus_and_every_partitions_shards(project):
         stored = [u for r in readers for u in r.utt_id]
         assert sorted(stored) == sorted(u.utt_id for u in utts)
         for reader in readers:
-            assert reader.n_bins == 45 + settings.view2_bands
+            assert reader.n_bins == 45 + settings.view2_bands + settings.n_excitation_rows
             sub, f0 = reader.read(0)
             assert sub.shape[0] == f0.shape[0] > 0
     report = json.loads((work / "metrics/f0_report.json").read_text())
@@ -106,7 +106,7 @@ def test_noop_repro_runs_nothing_and_feature_change_reruns_extraction_onwards(pr
     assert rerun == ["evaluate@dev", "evaluate@eval", "f0_report", "features@dev", "features@eval",
                      "features@train", "loao", "model_card", "train"]
     wider = dataclasses.replace(load_settings(work / "params.yaml").features, max_hz=500.0)
-    assert open_partition(work / "data/features/train", wider)[0].n_bins == 55 + wider.view2_bands
+    assert open_partition(work / "data/features/train", wider)[0].n_bins == 55 + wider.view2_bands + wider.n_excitation_rows
     # a training setting reruns training, evaluation and the model card only
     params["train"]["lr"] = 0.001
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

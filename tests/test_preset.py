@@ -20,6 +20,9 @@ def test_paper_preset_sets_the_full_recipe_and_keeps_comments(tmp_path):
     assert settings.train.eval_input == "crop"  # the paper's fixed-length input
     # The paper's model selection (best dev epoch), not the mini corpus's weight average.
     assert settings.train.average_epochs == 0 and settings.model.input_norm == "none"
+    # The paper's input: the F0 subband alone, whatever the mini corpus default adds.
+    assert settings.features.view2_bands == 0 and settings.features.excitation is False
+    assert settings.features.n_bins == 45
     # ... and none of the mini corpus's augmentation.
     assert (settings.train.mask_bins, settings.train.mask_frames, settings.train.freq_stretch) == (0, 0, 0.0)
     assert "# Every tunable setting of the pipeline" in params.read_text()
