@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional, Union
 
-from features.excitation import STATISTICS as EXCITATION_STATISTICS
-
 import yaml
+
+from features.excitation import STATISTICS as EXCITATION_STATISTICS
 
 PARTITIONS = ("train", "dev", "eval")
 
