@@ -138,18 +138,3 @@ def test_excitation_dim_is_checked(dim):
     with pytest.raises(SettingsError, match="excitation_dim"):
         ModelSettings(excitation_dim=dim).validate("model")
 
-
-def test_a_model_with_the_statistics_exports_to_onnx_and_scores_the_same(tmp_path):
-    import soundfile as sf
-
-    from pipeline import export
-    from pipeline.detect import Detector
-    model_path = train_tiny_model(tmp_path, EXCITATION, precision="fp32")  # the export runs in fp32
-    onnx_path = export.export(model_path, "onnx", tmp_path / "m.onnx")
-    files = []
-    for i, (f0, seconds) in enumerate(((150, 1.3), (210, 2.2))):
-        files.append(tmp_path / f"{i}.wav")
-        sf.write(files[-1], harmonic(f0, seconds=seconds), 16000)
-    reference = np.array([Detector(model_path).score(f) for f in files])
-    exported = Detector(onnx_path)
-    assert np.max(np.abs(np.array([exported.score(f) for f in files]) - reference)) <= 1e-4

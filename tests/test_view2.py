@@ -1,5 +1,7 @@
 """The second view: mel-spaced bands after the subband in the same shards, read by a branch of
 their own and fused with the subband's embedding before the head."""
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -84,12 +86,14 @@ def test_second_view_settings_are_checked(tmp_path):
         load_settings(tmp_path / "p.yaml")
 
 
-def test_a_fused_model_exports_to_onnx_and_scores_the_same(tmp_path):
+@pytest.mark.parametrize("features", [VIEW2, dataclasses.replace(VIEW2, excitation=True)],
+                         ids=["view2", "view2+excitation"])
+def test_a_fused_model_exports_to_onnx_and_scores_the_same(tmp_path, features):
     import soundfile as sf
 
     from pipeline import export
     from pipeline.detect import Detector
-    model_path = train_tiny_model(tmp_path, VIEW2, precision="fp32")  # the export runs in fp32
+    model_path = train_tiny_model(tmp_path, features, precision="fp32")  # the export runs in fp32
     onnx_path = export.export(model_path, "onnx", tmp_path / "m.onnx")
     files = []
     for i, (f0, seconds) in enumerate(((150, 1.3), (210, 2.2))):
