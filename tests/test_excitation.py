@@ -6,12 +6,10 @@ import scipy.linalg
 import scipy.signal
 import torch
 
-from conftest import harmonic, train_tiny_model
 from features import extract
 from features.excitation import STATISTICS, excitation_statistics, levinson
 from model import build_model
 from pipeline.dataset import ShardDataset
-from pipeline.scoring import load_model
 from pipeline.settings import FeatureSettings, ModelSettings
 
 EXCITATION = FeatureSettings(view2_bands=24, view2_min_hz=400.0, view2_max_hz=4000.0, excitation=True)
@@ -116,20 +114,6 @@ def test_masks_leave_the_statistics_alone(tmp_path):
             assert starts, "the statistics of the crop were changed"
             masked += not np.array_equal(rows[:69], stored[:69, starts[0]:starts[0] + 100])
     assert masked > 0  # while the spectra were masked
-
-
-def test_a_model_with_the_statistics_trains_and_scores_audio(tmp_path):
-    import soundfile as sf
-
-    from pipeline import detect
-    model_path = train_tiny_model(tmp_path, EXCITATION)
-    model, state = load_model(model_path)
-    assert model.excitation_rows == 4 and FeatureSettings.from_stored(state["feature_settings"]) == EXCITATION
-    audio = tmp_path / "a.wav"
-    sf.write(audio, harmonic(150.0, seconds=1.5), 16000)
-    out = tmp_path / "scores.tsv"
-    assert detect.main(["--model", str(model_path), str(audio), "--out", str(out)]) == 0
-    assert len(out.read_text().strip().splitlines()) == 2
 
 
 @pytest.mark.parametrize("dim", [0, 7])

@@ -15,6 +15,7 @@ from pipeline.scoring import load_model
 from pipeline.settings import FeatureSettings, ModelSettings, SettingsError, load_settings
 
 VIEW2 = FeatureSettings(view2_bands=24, view2_min_hz=400.0, view2_max_hz=4000.0)
+VIEW2_EXCITATION = dataclasses.replace(VIEW2, excitation=True)
 
 
 def test_second_view_follows_the_unchanged_subband():
@@ -61,10 +62,12 @@ def test_branch_reads_the_second_view_and_the_backbone_the_subband():
     assert plain.view2 is None and count_parameters(model) > count_parameters(plain)
 
 
-def test_a_fused_model_trains_saves_and_scores_audio(tmp_path):
-    model_path = train_tiny_model(tmp_path, VIEW2)
+@pytest.mark.parametrize("features", [VIEW2, VIEW2_EXCITATION], ids=["view2", "view2+excitation"])
+def test_a_fused_model_trains_saves_and_scores_audio(tmp_path, features):
+    model_path = train_tiny_model(tmp_path, features)
     model, state = load_model(model_path)
-    assert model.view2_split == 45 and FeatureSettings.from_stored(state["feature_settings"]) == VIEW2
+    assert model.view2_split == 45 and FeatureSettings.from_stored(state["feature_settings"]) == features
+    assert model.excitation_rows == (4 if features.excitation else 0)
     audio = tmp_path / "a.wav"
     import soundfile as sf
     sf.write(audio, harmonic(150.0, seconds=1.5), 16000)
@@ -86,8 +89,7 @@ def test_second_view_settings_are_checked(tmp_path):
         load_settings(tmp_path / "p.yaml")
 
 
-@pytest.mark.parametrize("features", [VIEW2, dataclasses.replace(VIEW2, excitation=True)],
-                         ids=["view2", "view2+excitation"])
+@pytest.mark.parametrize("features", [VIEW2, VIEW2_EXCITATION], ids=["view2", "view2+excitation"])
 def test_a_fused_model_exports_to_onnx_and_scores_the_same(tmp_path, features):
     import soundfile as sf
 
