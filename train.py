@@ -23,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
@@ -30,6 +31,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from model import asoftmax_loss, build_model, count_parameters, floor_gamma, head_loss, margin_lambda
+from model.fusion import combine, fit_fusion, fit_statistics_model, statistics_logit
 from pipeline.dataset import EpochSampler, ShardDataset
 from pipeline.calibration import fit_calibration
 from pipeline.metrics import ScoreError, compute_eer
@@ -345,16 +347,39 @@ def _train(settings, features_dir, out_dir, metrics_path, live_dir, resume, prog
     # Best-epoch selection needs every epoch's dev EER; with weight averaging only dev_every's.
     dev_every = ts.dev_every if ts.average_epochs else 1
     dev_loader = eval_loader(dev_set, ts.batch_size, workers, device, persistent=True) if master else None
+    statistics = None  # the score fusion's statistics model and dev log-odds (model/fusion.py)
+    if ms.excitation_fusion and not settings.features.excitation:
+        raise SettingsError("model.excitation_fusion needs features.excitation (the statistics it models)")
+    if master and ms.excitation_fusion:
+        rows = settings.features.n_excitation_rows
+        statistics_model = fit_statistics_model(train_set.utterance_statistics(rows), train_set.labels,
+                                                ms.excitation_fusion_c)
+        statistics = {"model": statistics_model, "rows": rows,
+                      "dev_logit": statistics_logit(statistics_model, dev_set.utterance_statistics(rows))}
+        try:
+            alone = f"its dev EER alone {score_eer(statistics['dev_logit'], dev_set.labels):.2%}"
+        except ScoreError as err:
+            alone = f"no dev EER ({err})"
+        say(f"train: score fusion with an excitation statistics model fitted on {len(train_set)} "
+            f"utterances; {alone}")
 
     def score_dev(net, epoch: int):
         """{dev_eer, threshold, dev_loss, calibration} (calibration: dev scores -> LLRs)."""
         scores, labels, logit = score_dataset(net, dev_set, ts.batch_size, device, precision,
                                               loader=dev_loader, logits=True)
         try:
+            fusion = None
+            if statistics is not None:
+                # The score is the fusion's: its weights are fitted on these dev scores.
+                score_eer(scores, labels)  # a collapsed network stops here, not in the fit
+                weights = fit_fusion(scores, statistics["dev_logit"], labels)
+                fusion = {"statistics_model": statistics["model"], "excitation_rows": statistics["rows"],
+                          "weights": weights}
+                scores = combine(weights, scores, statistics["dev_logit"])
             bonafide, spoof = scores[labels == 1], scores[labels == 0]
             eer, threshold = compute_eer(bonafide, spoof)
             return {"dev_eer": eer, "threshold": threshold, "dev_loss": decision_loss(logit, labels),
-                    "calibration": fit_calibration(bonafide, spoof)}
+                    "calibration": fit_calibration(bonafide, spoof), "fusion": fusion}
         except ScoreError as err:
             raise TrainingDiverged(
                 f"epoch {epoch}: the dev scores are unusable ({err}): the network outputs NaN or the same "
@@ -425,6 +450,7 @@ def _train(settings, features_dir, out_dir, metrics_path, live_dir, resume, prog
                "final_train_accuracy": history[-1]["train_accuracy"] if history else None,
                "train_samples_per_s": history[-1]["samples_per_s"] if history else None,
                "precision": precision, "precision_reason": precision_reason,
+               "fusion_weights": (best.get("fusion") or {}).get("weights"),
                "lambda_gamma": gamma, "final_lambda": margin_lambda(step, ms.lambda_min, ms.lambda_base, gamma)}
     if world > 1:
         summary["ranks"] = world
@@ -453,6 +479,11 @@ def log_epoch(live, record: dict) -> None:
     live.next_step()
 
 
+def score_eer(scores: np.ndarray, labels: np.ndarray) -> float:
+    """EER of scores (higher = bona fide); raises ScoreError for unusable ones."""
+    return compute_eer(scores[labels == 1], scores[labels == 0])[0]
+
+
 def model_file(model, settings: Settings, best: dict, step: int, precision: str) -> dict:
     """What detect and evaluate need: weights, settings, feature fingerprint, threshold."""
     return {"format": MODEL_FORMAT, "model": model.state_dict(),
@@ -463,6 +494,7 @@ def model_file(model, settings: Settings, best: dict, step: int, precision: str)
             "precision": precision,  # a hint for scoring: bf16 only where it is native there
             "threshold": best["threshold"],
             "calibration": best.get("calibration"),  # dev scores -> LLRs (pipeline/calibration.py)
+            "fusion": best.get("fusion"),  # None: the score is the network's (model/fusion.py)
             "dev_eer": best["dev_eer"], "epoch": best["epoch"], "step": step}
 
 

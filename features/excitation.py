@@ -73,3 +73,33 @@ def excitation_statistics(waveform: np.ndarray, sample_rate: int, hop_length: in
     out[live, 2] = np.log(np.max(envelope, axis=1) / np.maximum(np.mean(envelope, axis=1), 1e-20))
     out[live, 3] = np.log(energy[live] / p)
     return out
+
+
+# Per utterance, for the score fusion (model/fusion.py): the median and the interquartile range of
+# each frame statistic over voiced frames, the same over unvoiced frames, and the voiced share.
+N_UTTERANCE_STATISTICS = 4 * len(STATISTICS) + 1
+MIN_FRAMES = 3  # fewer voiced (or unvoiced) frames than this: that half uses all speech frames
+
+
+def utterance_statistics(frames: np.ndarray, f0: np.ndarray) -> np.ndarray:
+    """[N_UTTERANCE_STATISTICS] float64 of one utterance from its per-frame statistics [frames, 4]
+    (excitation_statistics, as the shards store them) and its F0 [frames] (0 = unvoiced).
+
+    Silent frames (all four statistics 0) are left out. Medians and quartile ranges rather than
+    means: a few frames at a word edge can have any value.
+    """
+    frames = np.asarray(frames, dtype=np.float64)
+    f0 = np.asarray(f0)
+    if frames.ndim != 2 or frames.shape[1] != len(STATISTICS) or len(f0) != len(frames):
+        raise ValueError(f"expected [frames, {len(STATISTICS)}] statistics and as many F0 values, got "
+                         f"{frames.shape} and {f0.shape}")
+    speech = np.abs(frames).sum(axis=1) > 0
+    if speech.sum() < MIN_FRAMES:
+        speech = np.ones(len(frames), bool)  # (nearly) silent throughout: use what there is
+    voiced = speech & (f0 > 0)
+    parts = []
+    for half in (voiced, speech & ~voiced):
+        chosen = frames[half] if half.sum() >= MIN_FRAMES else frames[speech]
+        q25, q50, q75 = np.percentile(chosen, [25, 50, 75], axis=0)
+        parts += [q50, q75 - q25]
+    return np.concatenate(parts + [[voiced.sum() / speech.sum()]])

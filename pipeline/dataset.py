@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from features.excitation import N_UTTERANCE_STATISTICS, utterance_statistics
+
 
 def mirror_pad(x: np.ndarray, frames: int) -> np.ndarray:
     """x, x reversed in time, x, ... up to `frames` along axis 0 (as the authors' code pads): no
@@ -166,6 +168,17 @@ class ShardDataset(Dataset):
         """Every item's evaluation input length in frames (from the shard offsets, no reads)."""
         frames = np.concatenate([np.diff(r.offsets) for r in self.readers]) if self.readers else np.zeros(0)
         return np.array([eval_length(int(n), self.frames, self.eval_input) for n in frames[self.items]], np.int64)
+
+    def utterance_statistics(self, excitation_rows: int) -> np.ndarray:
+        """[items, N_UTTERANCE_STATISTICS]: each item's excitation statistics (its original's last
+        `excitation_rows` rows, the whole utterance, never a crop) summarised per utterance, for
+        the score fusion (model/fusion.py)."""
+        rows = []
+        for index in range(len(self)):
+            shard, i = self.locate(index)
+            subband, f0 = self.readers[shard].read(i)
+            rows.append(utterance_statistics(subband[:, -excitation_rows:], f0))
+        return np.array(rows).reshape(len(rows), N_UTTERANCE_STATISTICS)
 
     def utterance(self, index: int) -> tuple[str, str, int]:
         shard, i = self.locate(index)

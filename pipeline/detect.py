@@ -31,6 +31,8 @@ import torch
 from tqdm import tqdm
 
 import features
+from features.excitation import utterance_statistics
+from model.fusion import fused_scores
 from pipeline.dataset import eval_frames, eval_length, model_input
 from pipeline.calibration import bonafide_probability, to_llr
 from pipeline.metrics import DCF_COSTS, ScoreError, bayes_threshold, compute_eer
@@ -76,6 +78,9 @@ class Detector:
         self.eval_input = state.get("eval_input", "crop")  # model files from before the setting: crop
         self.threshold = state["threshold"]
         self.calibration = state.get("calibration")  # model files from before calibration: None
+        self.fusion = state.get("fusion")  # the excitation statistics' score fusion, or None
+        # F0 is computed only where it is used: the F0 channel, or the fusion's voiced frames.
+        self.with_f0 = bool(self.f0_channel or self.fusion)
         self.set_rule()
         # The model file's precision is a hint: bf16 only where this CPU runs it natively.
         self.precision = scoring_precision(state.get("precision", "fp32"), torch.device("cpu"))
@@ -110,18 +115,29 @@ class Detector:
     def input_of(self, subband, f0) -> torch.Tensor:
         return model_input(*eval_frames(subband, f0, self.frames, self.eval_input), self.f0_channel)
 
-    def score_batch(self, inputs: list[torch.Tensor]) -> list[float]:
-        """Scores of inputs of equal length, in one forward pass."""
+    def statistics_of(self, subband, f0):
+        """The utterance statistics the score fusion reads (None without a fusion)."""
+        if not self.fusion:
+            return None
+        return utterance_statistics(subband[:, -self.fusion["excitation_rows"]:], f0)
+
+    def score_batch(self, inputs: list[torch.Tensor], statistics: list | None = None) -> list[float]:
+        """Scores of inputs of equal length, in one forward pass (fused with their utterance
+        statistics when the model has a score fusion)."""
         if self.onnx is not None:
-            return self.onnx(torch.stack(inputs)).tolist()
-        return score_inputs(self.model, torch.stack(inputs), torch.device("cpu"), self.precision).tolist()
+            scores = self.onnx(torch.stack(inputs)).numpy()
+        else:
+            scores = score_inputs(self.model, torch.stack(inputs), torch.device("cpu"), self.precision).numpy()
+        if self.fusion:
+            scores = fused_scores(self.fusion, scores, np.stack(statistics))
+        return scores.tolist()
 
     def score(self, path) -> float:
         """One file's score (raises features.AudioError for a file that cannot be used)."""
-        _, subband, f0, reason = file_features(Path(path), self.feature_settings, self.f0_channel)
+        _, subband, f0, reason = file_features(Path(path), self.feature_settings, self.with_f0)
         if reason is not None:
             raise features.AudioError(reason)
-        return self.score_batch([self.input_of(subband, f0)])[0]
+        return self.score_batch([self.input_of(subband, f0)], [self.statistics_of(subband, f0)])[0]
 
     def stream(self, paths: list[Path], workers: int, progress: bool = True):
         """Yields (path, score, None) or (path, None, reason) for every path, as each is scored.
@@ -139,9 +155,9 @@ class Detector:
             nonlocal waiting
             group = groups.pop(length)
             waiting -= len(group)
-            scores = self.score_batch([x for _, x in group])
+            scores = self.score_batch([x for _, x, _ in group], [u for _, _, u in group])
             bar.update(len(group))
-            return [(p, s, None) for (p, _), s in zip(group, scores)]
+            return [(p, s, None) for (p, _, _), s in zip(group, scores)]
 
         for path, subband, f0, reason in self._extracted(paths, workers):
             if reason is not None:
@@ -149,7 +165,7 @@ class Detector:
                 yield path, None, reason
                 continue
             length = eval_length(len(subband), self.frames, self.eval_input)
-            groups.setdefault(length, []).append((path, self.input_of(subband, f0)))
+            groups.setdefault(length, []).append((path, self.input_of(subband, f0), self.statistics_of(subband, f0)))
             waiting += 1
             if len(groups[length]) >= min(self.batch_size, max(1, BATCH_FRAMES // length)):
                 yield from flush(length)
@@ -160,7 +176,7 @@ class Detector:
         bar.close()
 
     def _extracted(self, paths: list[Path], workers: int):
-        settings, with_f0 = self.feature_settings, self.f0_channel
+        settings, with_f0 = self.feature_settings, self.with_f0
         if workers == 0:
             for path in paths:
                 yield file_features(path, settings, with_f0)

@@ -35,7 +35,8 @@ from pipeline.protocol import ProtocolError
 from pipeline.calibration import to_llr
 from pipeline.metrics import (DCF_COSTS, ScoreError, act_dcf, asv_operating_point, cllr, compute_eer, min_cllr,
                               min_dcf, min_tdcf, min_tdcf_2021)
-from pipeline.scoring import CheckpointError, load_model, resolve_device, score_dataset, scoring_precision
+from pipeline.scoring import (CheckpointError, load_model, model_scores, resolve_device, score_dataset,
+                              scoring_precision)
 from pipeline.settings import PARTITIONS, EvaluateSettings, FeatureSettings, SettingsError, load_settings
 from pipeline.shards import ShardError, open_partition
 
@@ -130,13 +131,15 @@ def write_plots_and_report(partition: str, scores, labels, attacks, metrics: dic
 
 def score_readers(model, state: dict, readers, settings, exclude_attacks=()):
     """Score shards as the model file says it is evaluated (its input frames, F0 channel,
-    evaluation input and precision), on settings.train.device. Returns (dataset, scores, labels)."""
+    evaluation input, precision and score fusion), on settings.train.device. Returns (dataset, scores,
+    labels)."""
     device = resolve_device(settings.train.device)
     model.to(device)
     dataset = ShardDataset(readers, state["frames"], train=False, f0_channel=state["model_settings"]["f0_channel"],
                            eval_input=state.get("eval_input", "crop"), exclude_attacks=exclude_attacks)
     precision = scoring_precision(state.get("precision", "fp32"), device)
-    return (dataset, *score_dataset(model, dataset, settings.evaluate.batch_size, device, precision))
+    scores, labels = score_dataset(model, dataset, settings.evaluate.batch_size, device, precision)
+    return dataset, model_scores(state, dataset, scores), labels
 
 
 def evaluate_features(name: str, model, state: dict, feature_dir: Path, feature_settings: FeatureSettings,

@@ -7,8 +7,10 @@ The exported network maps a batch of F0-subband log spectrograms [batch, channel
 (any batch size; any number of frames from 8 up to MAX_SCORED_FRAMES) to one score per input,
 the same decision statistic as `model.bonafide_score`. Beside it, <out>.json holds what turns
 audio into that input and the score into a decision: the feature settings, the evaluation input
-rule, the calibration (score -> LLR) and the dev EER threshold. `python -m pipeline.detect
---model model.onnx` scores audio with onnxruntime from these two files.
+rule, the calibration (score -> LLR) and the dev EER threshold, and for a model with a score
+fusion (model.excitation_fusion) its numbers: the network's score is then one input of
+model/fusion.py's fused score, which the calibration and threshold apply to. `python -m
+pipeline.detect --model model.onnx` scores audio with onnxruntime from these two files.
 """
 from __future__ import annotations
 
@@ -45,6 +47,7 @@ def sidecar(state: dict) -> dict:
             "f0_channel": state["model_settings"]["f0_channel"], "frames": state["frames"],
             "eval_input": state.get("eval_input", "crop"), "threshold": state["threshold"],
             "calibration": state.get("calibration"), "dev_eer": state.get("dev_eer"),
+            "fusion": state.get("fusion"),  # numbers only: detect applies it after the network
             "max_frames": MAX_SCORED_FRAMES}
 
 

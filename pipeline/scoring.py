@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from model import bonafide_score, build_model, decision_logit
+from model.fusion import fused_scores
 from pipeline.dataset import length_batches
 from pipeline.settings import FeatureSettings, ModelSettings, SettingsError
 
@@ -184,6 +185,15 @@ def score_dataset(model, dataset, batch_size: int, device, precision: str, num_w
             s = score_inputs(model, x, device, precision)
         scores[index.numpy()], labels[index.numpy()] = s.numpy(), y.numpy()
     return (scores, labels, logit) if logits else (scores, labels)
+
+
+def model_scores(state: dict, dataset, network_scores: np.ndarray) -> np.ndarray:
+    """The model file's score of each dataset item: the network's, or, for a model with a score
+    fusion (model.excitation_fusion), the fusion of it with the excitation statistics' model."""
+    fusion = state.get("fusion")
+    if not fusion:
+        return network_scores
+    return fused_scores(fusion, network_scores, dataset.utterance_statistics(fusion["excitation_rows"]))
 
 
 def decision_loss(logit: np.ndarray, labels: np.ndarray) -> float:

@@ -292,9 +292,14 @@ class ModelSettings:
     view2_dim: int = 64
     # Embedding size of the excitation statistics' branch (features.excitation; a multiple of 2).
     excitation_dim: int = 32
+    # Fuse the network's score with a quadratic logistic regression on 17 utterance statistics of
+    # the excitation rows (model/fusion.py; needs features.excitation); its inverse L2 strength.
+    excitation_fusion: bool = False
+    excitation_fusion_c: float = 1.0
 
     def validate(self, path: str) -> None:
         _positive(self.view2_dim, f"{path}.view2_dim")
+        _positive(self.excitation_fusion_c, f"{path}.excitation_fusion_c")
         _positive(self.excitation_dim, f"{path}.excitation_dim")
         if self.excitation_dim % 2:
             raise SettingsError(f"{path}.excitation_dim: must be a multiple of 2, got {self.excitation_dim}")
@@ -553,6 +558,9 @@ def load_settings(path: str | Path = "params.yaml") -> Settings:
             raise SettingsError("train.freq_stretch: stretches the subband's frequency axis, but with "
                                 "features.view2_bands > 0 or features.excitation the rows of those follow "
                                 "it in the same input; turn one of them off")
+        if settings.model.excitation_fusion and not settings.features.excitation:
+            raise SettingsError("model.excitation_fusion: fuses a model of the excitation statistics, but "
+                                "features.excitation is false; turn both on or model.excitation_fusion off")
         return dataclasses.replace(settings, augment=build(AugmentSettings, augment, "features.augment"))
     except SettingsError as err:
         raise SettingsError(f"{path}: {err}") from None

@@ -90,17 +90,19 @@ def make_feature_shards(folder: Path, settings, n_utts: int = 64, n_shards: int 
     return folder
 
 
-def train_tiny_model(root: Path, features: FeatureSettings = FeatureSettings(), precision: str = "auto") -> Path:
+def train_tiny_model(root: Path, features: FeatureSettings = FeatureSettings(), precision: str = "auto",
+                     fusion: bool = False, exclude_attacks=()) -> Path:
     """A small model trained for one epoch on learnable synthetic shards (for detect, export and
-    cross-corpus tests). Returns its model.pt."""
+    cross-corpus tests); fusion: with the excitation statistics' score fusion. Returns its model.pt."""
     import train
     from pipeline.settings import ModelSettings, Settings, TrainSettings
 
     make_feature_shards(root / "features/train", features, n_utts=32, seed=0)
     make_feature_shards(root / "features/dev", features, n_utts=16, n_shards=1, seed=1)
     settings = Settings(features=features,
-                        model=ModelSettings(layers=[1, 1], planes=[16, 32], scale=4, stem_channels=8, view2_dim=16),
+                        model=ModelSettings(layers=[1, 1], planes=[16, 32], scale=4, stem_channels=8, view2_dim=16,
+                                            excitation_fusion=fusion),
                         train=TrainSettings(frames=32, batch_size=16, epochs=1, warmup_steps=2, num_workers=0,
-                                            precision=precision))
+                                            precision=precision, exclude_attacks=list(exclude_attacks)))
     train.train(settings, root / "features", root / "models", root / "train.json", live_dir=None, progress=False)
     return root / "models/model.pt"

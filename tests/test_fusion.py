@@ -1,0 +1,133 @@
+"""The score fusion: utterance statistics of the excitation rows, their quadratic model, the
+fusion weights fitted on dev, and every scorer (evaluate, detect, ONNX) applying them alike."""
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import yaml
+
+from conftest import ROOT, harmonic, train_tiny_model
+from features.excitation import N_UTTERANCE_STATISTICS, utterance_statistics
+from model.fusion import combine, fit_fusion, fit_statistics_model, fused_scores, statistics_logit
+from pipeline.dataset import ShardDataset
+from pipeline.metrics import compute_eer
+from pipeline.scoring import load_model, score_dataset
+from pipeline.settings import FeatureSettings, SettingsError, load_settings
+from pipeline.shards import open_partition
+
+EXCITATION = dataclasses.replace(FeatureSettings(), view2_bands=24, excitation=True)
+
+
+def test_utterance_statistics_summarise_voiced_and_unvoiced_speech_apart():
+    frames = np.zeros((20, 4))
+    frames[:8] = [1.0, 2.0, 3.0, 4.0]      # voiced
+    frames[8:15] = [5.0, 6.0, 7.0, 8.0]    # unvoiced
+    frames[3] = [1.5, 2.0, 3.0, 4.0]       # one voiced frame off the others: not in the median
+    f0 = np.r_[np.full(8, 120.0), np.zeros(12)]  # frames 15-19: silent (all 0), left out
+    stats = utterance_statistics(frames, f0)
+    assert stats.shape == (N_UTTERANCE_STATISTICS,)
+    np.testing.assert_allclose(stats[0:4], [1, 2, 3, 4])       # voiced medians
+    np.testing.assert_allclose(stats[4:8], 0.0)                # voiced quartile ranges
+    np.testing.assert_allclose(stats[8:12], [5, 6, 7, 8])      # unvoiced medians
+    assert stats[-1] == pytest.approx(8 / 15)                  # voiced share of the speech frames
+
+
+def test_utterance_statistics_with_too_few_voiced_frames_use_all_speech():
+    frames = np.tile([[1.0, 1.0, 1.0, 1.0]], (10, 1))
+    frames[0] = 9.0
+    stats = utterance_statistics(frames, np.r_[150.0, np.zeros(9)])
+    np.testing.assert_allclose(stats[0:4], stats[8:12])
+    with pytest.raises(ValueError, match="expected"):
+        utterance_statistics(frames[:, :3], np.zeros(10))
+
+
+def test_statistics_model_learns_a_quadratic_boundary_and_stores_plain_numbers():
+    # Bona fide inside a ring of spoofs: no straight line separates them, a quadratic does.
+    rng = np.random.default_rng(0)
+    angle = rng.uniform(0, 2 * np.pi, 400)
+    radius = np.r_[rng.uniform(0, 1, 200), rng.uniform(2, 3, 200)]
+    x = np.c_[radius * np.cos(angle), radius * np.sin(angle), rng.normal(size=(400, 2))]
+    labels = np.r_[np.ones(200, int), np.zeros(200, int)]
+    model = fit_statistics_model(x, labels)
+    json.dumps(model)  # what the model file and the ONNX sidecar hold
+    logit = statistics_logit(model, x)
+    assert compute_eer(logit[labels == 1], logit[labels == 0])[0] < 0.05
+    with pytest.raises(ValueError, match="bona fide and spoofed"):
+        fit_statistics_model(x, np.ones(400, int))
+
+
+def test_fusion_weights_follow_the_informative_input():
+    rng = np.random.default_rng(1)
+    labels = np.r_[np.ones(100, int), np.zeros(100, int)]
+    informative = labels * 2.0 + rng.normal(size=200)
+    noise = rng.normal(size=200)
+    weights = fit_fusion(informative, noise, labels)
+    assert weights["w_network"] > 1.0 and abs(weights["w_statistics"]) < 0.5
+    np.testing.assert_allclose(combine(weights, [1.0], [2.0]),
+                               weights["w_network"] + 2 * weights["w_statistics"] + weights["bias"])
+
+
+def test_fusion_needs_the_excitation_statistics(tmp_path):
+    params = yaml.safe_load(open(ROOT / "params.yaml"))
+    assert params["model"]["excitation_fusion"] and params["features"]["excitation"]
+    params["features"]["excitation"] = False
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(SettingsError, match="excitation_fusion"):
+        load_settings(tmp_path / "p.yaml")
+
+
+def network_scores(model, state, readers, exclude_attacks=()):
+    dataset = ShardDataset(readers, state["frames"], train=False, eval_input=state["eval_input"],
+                           exclude_attacks=exclude_attacks)
+    scores, labels = score_dataset(model, dataset, 16, torch.device("cpu"), "fp32")
+    return dataset, scores, labels
+
+
+def test_statistics_fit_on_training_utterances_and_weights_on_dev_only(tmp_path):
+    model_path = train_tiny_model(tmp_path, EXCITATION, precision="fp32", fusion=True, exclude_attacks=["A02"])
+    model, state = load_model(model_path)
+    fusion = state["fusion"]
+    assert fusion["excitation_rows"] == 4
+    # The statistics model: the training utterances without the excluded attack.
+    train_set, _, train_labels = network_scores(model, state, open_partition(tmp_path / "features/train", EXCITATION),
+                                                exclude_attacks=["A02"])
+    expected = fit_statistics_model(train_set.utterance_statistics(4), train_labels)
+    np.testing.assert_allclose(fusion["statistics_model"]["coef"], expected["coef"], rtol=1e-6, atol=1e-9)
+    # The weights: the network's dev scores (dev without the excluded attack) with the statistics' log-odds.
+    with torch.no_grad():
+        dev_set, dev_scores, dev_labels = network_scores(model, state, open_partition(tmp_path / "features/dev", EXCITATION),
+                                                         exclude_attacks=["A02"])
+    refit = fit_fusion(dev_scores, statistics_logit(fusion["statistics_model"], dev_set.utterance_statistics(4)), dev_labels)
+    for key in ("w_network", "w_statistics", "bias"):
+        assert fusion["weights"][key] == pytest.approx(refit[key], rel=1e-3, abs=1e-4)
+    # The stored dev EER is the fused score's.
+    fused = fused_scores(fusion, dev_scores, dev_set.utterance_statistics(4))
+    assert state["dev_eer"] == pytest.approx(compute_eer(fused[dev_labels == 1], fused[dev_labels == 0])[0])
+
+
+def test_evaluate_detect_and_onnx_score_the_fused_score(tmp_path):
+    from pipeline import export
+    from pipeline.detect import Detector
+    from pipeline.evaluate import score_readers
+    model_path = train_tiny_model(tmp_path, EXCITATION, precision="fp32", fusion=True)
+    model, state = load_model(model_path)
+    settings = load_settings(ROOT / "params.yaml")
+    dev = open_partition(tmp_path / "features/dev", EXCITATION)
+    dataset, scores, _ = score_readers(model, state, dev, settings)
+    _, network, _ = network_scores(model, state, dev)
+    np.testing.assert_allclose(scores, fused_scores(state["fusion"], network, dataset.utterance_statistics(4)))
+    assert not np.allclose(scores, network)
+
+    files = []
+    for i, (f0, seconds) in enumerate(((150, 1.3), (210, 2.2), (180, 1.3))):
+        files.append(tmp_path / f"{i}.wav")
+        sf.write(files[-1], harmonic(f0, seconds=seconds), 16000)
+    detector = Detector(model_path)
+    one_by_one = np.array([detector.score(f) for f in files])
+    streamed = {str(p): s for p, s, _ in detector.stream(files, workers=0, progress=False)}
+    np.testing.assert_allclose([streamed[str(f)] for f in files], one_by_one, atol=1e-6)
+    onnx = Detector(export.export(model_path, "onnx", tmp_path / "m.onnx"))
+    assert np.max(np.abs(np.array([onnx.score(f) for f in files]) - one_by_one)) <= 1e-3
