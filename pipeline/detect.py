@@ -8,7 +8,8 @@ Files may be any format soundfile reads, any sample rate, mono or stereo; folder
 recursively for audio files. Features are computed by the same code as the pipeline, with the
 settings stored in the model, in worker processes (--workers) while the model scores batches
 of files of equal input length. Each row is printed, and appended to --out, as soon as its
-file is scored; --resume skips the files --out already holds. Each row has the raw score, the
+file is scored; --resume skips the files --out already holds. Each row has the raw score (the
+network's, or its fusion with the excitation statistics' model when the model file has one), the
 calibrated score (LLR, natural log, from the calibration fitted on dev and stored in the model)
 and the probability of bona fide at the stated prior (--prior-spoof, default 0.05 as ASVspoof 5).
 The decision is the minimum-cost one for the ASVspoof 5 costs (a missed bona fide costs 1, an

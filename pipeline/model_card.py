@@ -45,6 +45,8 @@ def render(settings, parts: dict, train: dict, metrics: dict, loao: dict | None 
              f"{fs.view2_min_hz:g}-{fs.view2_max_hz:g} Hz)" if fs.view2_bands else "")
     if fs.excitation:
         view2 += ", and with per-frame excitation statistics (how impulsive the LPC residual is) through a branch of their own"
+    fusion = (", fused with a quadratic logistic model of 17 utterance statistics of the excitation "
+              "(fitted on the training utterances; fusion weights fitted on dev)" if ms.excitation_fusion else "")
     lines = [
         "# Model card", "",
         "Written by the `model_card` stage from this run's records; `dvc repro` rewrites it.", "",
@@ -54,7 +56,7 @@ def render(settings, parts: dict, train: dict, metrics: dict, loao: dict | None 
         f"on the F0 subband log spectrogram (0-{settings.features.max_hz:g} Hz, "
         f"{settings.features.n_subband_bins} bins){view2}. Input: any audio, resampled to "
         f"{settings.features.sample_rate} Hz. Output per file: a score (higher = more bona fide; "
-        f"the head's {SCORES[ms.head]}), an LLR from an affine calibration fitted on dev, "
+        f"the head's {SCORES[ms.head]}{fusion}), an LLR from an affine calibration fitted on dev, "
         f"and a decision (`python -m pipeline.detect`).", "",
         "## Trained on", "",
         f"`{settings.data.root}`: {ts.epochs} epochs ({train['steps']} steps) of {ts.frames}-frame crops, "

@@ -123,11 +123,11 @@ def test_rows_are_kept_as_scored_and_resume_skips_them(model_path, mixed_folder,
     real = detect.Detector.score_batch
     calls = []
 
-    def fail_on_the_second_batch(self, inputs):
+    def fail_on_the_second_batch(self, inputs, statistics=None):
         calls.append(len(inputs))
         if len(calls) == 2:
             raise RuntimeError("out of memory")
-        return real(self, inputs)
+        return real(self, inputs, statistics)
 
     monkeypatch.setattr(detect.Detector, "score_batch", fail_on_the_second_batch)
     with pytest.raises(RuntimeError):
