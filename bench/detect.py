@@ -54,7 +54,7 @@ def one_at_a_time(detector: Detector, paths: list[Path]) -> float:
     for path in paths:
         waveform = features.load_audio(path, fs.sample_rate)
         subband, f0 = features.extract(waveform, fs.sample_rate, fs)  # F0 always, as before
-        detector.score_batch([detector.input_of(subband, f0)])
+        detector.score_batch([detector.input_of(subband, f0)], [detector.statistics_of(subband, f0)])
     return time.perf_counter() - started
 
 
@@ -69,8 +69,8 @@ def main() -> int:
         folder.mkdir()
         paths = write_files(folder, args.files, args.seconds)
         detector = Detector(ROOT / args.model)
-        detector.score_batch([detector.input_of(*features.extract(np.zeros(16000, np.float32), 16000,
-                                                                   detector.feature_settings, with_f0=False))])
+        warm = features.extract(np.zeros(16000, np.float32), 16000, detector.feature_settings)  # a warm-up pass
+        detector.score_batch([detector.input_of(*warm)], [detector.statistics_of(*warm)])
         loop = one_at_a_time(detector, paths)
         started = time.perf_counter()
         for _ in detector.stream(paths, workers=available_cores(), progress=False):

@@ -130,6 +130,9 @@ class Detector:
         else:
             scores = score_inputs(self.model, torch.stack(inputs), torch.device("cpu"), self.precision).numpy()
         if self.fusion:
+            if statistics is None or any(u is None for u in statistics):
+                raise ValueError("this model fuses its score with the utterance statistics: pass "
+                                 "statistics_of(subband, f0) of each input")
             scores = fused_scores(self.fusion, scores, np.stack(statistics))
         return scores.tolist()
 
