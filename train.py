@@ -347,17 +347,17 @@ def _train(settings, features_dir, out_dir, metrics_path, live_dir, resume, prog
     # Best-epoch selection needs every epoch's dev EER; with weight averaging only dev_every's.
     dev_every = ts.dev_every if ts.average_epochs else 1
     dev_loader = eval_loader(dev_set, ts.batch_size, workers, device, persistent=True) if master else None
-    statistics = None  # the score fusion's statistics model and dev log-odds (model/fusion.py)
+    fusion_base, dev_logit = None, None  # the score fusion's statistics model, its dev log-odds (model/fusion.py)
     if ms.excitation_fusion and not settings.features.excitation:
         raise SettingsError("model.excitation_fusion needs features.excitation (the statistics it models)")
     if master and ms.excitation_fusion:
         rows = settings.features.n_excitation_rows
         statistics_model = fit_statistics_model(train_set.utterance_statistics(rows), train_set.labels,
                                                 ms.excitation_fusion_c)
-        statistics = {"model": statistics_model, "rows": rows,
-                      "dev_logit": statistics_logit(statistics_model, dev_set.utterance_statistics(rows))}
+        fusion_base = {"statistics_model": statistics_model, "excitation_rows": rows}
+        dev_logit = statistics_logit(statistics_model, dev_set.utterance_statistics(rows))
         try:
-            alone = f"its dev EER alone {score_eer(statistics['dev_logit'], dev_set.labels):.2%}"
+            alone = f"its dev EER alone {score_eer(dev_logit, dev_set.labels):.2%}"
         except ScoreError as err:
             alone = f"no dev EER ({err})"
         say(f"train: score fusion with an excitation statistics model fitted on {len(train_set)} "
@@ -369,13 +369,11 @@ def _train(settings, features_dir, out_dir, metrics_path, live_dir, resume, prog
                                               loader=dev_loader, logits=True)
         try:
             fusion = None
-            if statistics is not None:
+            if fusion_base is not None:
                 # The score is the fusion's: its weights are fitted on these dev scores.
                 score_eer(scores, labels)  # a collapsed network stops here, not in the fit
-                weights = fit_fusion(scores, statistics["dev_logit"], labels)
-                fusion = {"statistics_model": statistics["model"], "excitation_rows": statistics["rows"],
-                          "weights": weights}
-                scores = combine(weights, scores, statistics["dev_logit"])
+                fusion = {**fusion_base, "weights": fit_fusion(scores, dev_logit, labels)}
+                scores = combine(fusion["weights"], scores, dev_logit)
             bonafide, spoof = scores[labels == 1], scores[labels == 0]
             eer, threshold = compute_eer(bonafide, spoof)
             return {"dev_eer": eer, "threshold": threshold, "dev_loss": decision_loss(logit, labels),

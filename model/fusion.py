@@ -23,11 +23,15 @@ __all__ = ["combine", "fit_fusion", "fit_statistics_model", "fused_scores", "sta
 DEGREE = 2  # every statistic, and every product of two
 
 
-def _expand(model: dict, statistics: np.ndarray) -> np.ndarray:
-    """Standardised statistics -> standardised quadratic terms [n, terms] (the constant term dropped)."""
+def _terms(model: dict, statistics: np.ndarray) -> np.ndarray:
+    """Standardised statistics -> their quadratic terms [n, terms] (the constant term dropped)."""
     x = (np.asarray(statistics, dtype=np.float64) - model["mean"]) / model["scale"]
-    terms = PolynomialFeatures(DEGREE, include_bias=False).fit_transform(x)
-    return (terms - model["term_mean"]) / model["term_scale"]
+    return PolynomialFeatures(DEGREE, include_bias=False).fit_transform(x)
+
+
+def _expand(model: dict, statistics: np.ndarray) -> np.ndarray:
+    """Standardised statistics -> standardised quadratic terms [n, terms]."""
+    return (_terms(model, statistics) - model["term_mean"]) / model["term_scale"]
 
 
 def _scale(values: np.ndarray) -> np.ndarray:
@@ -45,10 +49,10 @@ def fit_statistics_model(statistics: np.ndarray, labels: np.ndarray, c: float = 
     if len(np.unique(labels)) != 2:
         raise ValueError("the statistics model needs bona fide and spoofed utterances")
     model = {"mean": statistics.mean(axis=0), "scale": _scale(statistics)}
-    terms = PolynomialFeatures(DEGREE, include_bias=False).fit_transform((statistics - model["mean"]) / model["scale"])
+    terms = _terms(model, statistics)
     model.update(term_mean=terms.mean(axis=0), term_scale=_scale(terms))
     regression = LogisticRegression(C=c, max_iter=5000, class_weight="balanced")
-    regression.fit(_expand(model, statistics), labels)
+    regression.fit((terms - model["term_mean"]) / model["term_scale"], labels)
     model.update(coef=regression.coef_[0], intercept=float(regression.intercept_[0]))
     return {key: value.tolist() if isinstance(value, np.ndarray) else value for key, value in model.items()}
 

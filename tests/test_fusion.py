@@ -97,9 +97,8 @@ def test_statistics_fit_on_training_utterances_and_weights_on_dev_only(tmp_path)
     expected = fit_statistics_model(train_set.utterance_statistics(4), train_labels)
     np.testing.assert_allclose(fusion["statistics_model"]["coef"], expected["coef"], rtol=1e-6, atol=1e-9)
     # The weights: the network's dev scores (dev without the excluded attack) with the statistics' log-odds.
-    with torch.no_grad():
-        dev_set, dev_scores, dev_labels = network_scores(model, state, open_partition(tmp_path / "features/dev", EXCITATION),
-                                                         exclude_attacks=["A02"])
+    dev_set, dev_scores, dev_labels = network_scores(model, state, open_partition(tmp_path / "features/dev", EXCITATION),
+                                                     exclude_attacks=["A02"])
     refit = fit_fusion(dev_scores, statistics_logit(fusion["statistics_model"], dev_set.utterance_statistics(4)), dev_labels)
     for key in ("w_network", "w_statistics", "bias"):
         assert fusion["weights"][key] == pytest.approx(refit[key], rel=1e-3, abs=1e-4)
