@@ -6,8 +6,9 @@ Writes --files FLAC files of exactly --seconds each (mini corpus dev utterances,
 run `make repro` first) and scores them twice in the same run:
 - one file at a time: load, features with pyworld F0 (computed whether the model uses it or
   not), one forward pass per file, all in one process (how detect worked before streaming);
-- Detector.stream in this process, model already loaded: worker processes extract features
-  (no F0 for a model without an F0 channel) while the model scores batches of equal input length;
+- Detector.stream, model already loaded: one worker process per core (one thread each)
+  extracts a few files at a time (no F0 unless the model uses it) and scores them in batches
+  of equal input length;
 - `python -m pipeline.detect FOLDER --out ...` as a user runs it, timed from start to exit
   (process start, model load and worker start-up included).
 Prints files/s for both and their ratio; writes bench/results/detect.json.
@@ -82,12 +83,12 @@ def main() -> int:
                        cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
         streamed = time.perf_counter() - started
     result = {"files": args.files, "seconds_per_file": args.seconds, "precision": detector.precision,
-              "eval_input": detector.eval_input, "threads": torch.get_num_threads(),
+              "eval_input": detector.eval_input, "workers": available_cores(),
               "one_at_a_time_files_per_s": args.files / loop, "stream_files_per_s": args.files / stream,
               "detect_files_per_s": args.files / streamed, "speedup": loop / streamed}
     print(f"{args.files} files of {args.seconds:g} s, {detector.precision}, eval input {detector.eval_input}:")
     print(f"  one file at a time (F0 included, in-process): {result['one_at_a_time_files_per_s']:6.1f} files/s")
-    print(f"  Detector.stream, model loaded (workers + equal-length batches): "
+    print(f"  Detector.stream, model loaded (a worker per core, each extracting and scoring): "
           f"{result['stream_files_per_s']:6.1f} files/s ({loop / stream:.2f}x)")
     print(f"  python -m pipeline.detect (start to exit):    {result['detect_files_per_s']:6.1f} files/s "
           f"({result['speedup']:.2f}x)")

@@ -66,10 +66,11 @@ def excitation_statistics(waveform: np.ndarray, sample_rate: int, hop_length: in
     if not live.any():
         return out
     e, p = residual[live], power[live]
-    blocks = e[:, :window // block * block].reshape(len(e), -1, block)
-    envelope = np.mean(blocks ** 2, axis=2)
-    out[live, 0] = np.log(np.mean(e ** 4, axis=1) / p ** 2)
-    out[live, 1] = np.log(np.max(np.abs(e), axis=1) / np.sqrt(p))
+    squared = np.square(e)  # (e ** 4 is numpy's general power: 8x slower than squaring twice)
+    blocks = squared[:, :window // block * block].reshape(len(e), -1, block)
+    envelope = np.mean(blocks, axis=2)
+    out[live, 0] = np.log(np.mean(np.square(squared), axis=1) / p ** 2)
+    out[live, 1] = np.log(np.sqrt(np.max(squared, axis=1)) / np.sqrt(p))
     out[live, 2] = np.log(np.max(envelope, axis=1) / np.maximum(np.mean(envelope, axis=1), 1e-20))
     out[live, 3] = np.log(energy[live] / p)
     return out

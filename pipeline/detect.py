@@ -6,9 +6,10 @@
 
 Files may be any format soundfile reads, any sample rate, mono or stereo; folders are searched
 recursively for audio files. Features are computed by the same code as the pipeline, with the
-settings stored in the model, in worker processes (--workers) while the model scores batches
-of files of equal input length. Each row is printed, and appended to --out, as soon as its
-file is scored; --resume skips the files --out already holds. Each row has the raw score (the
+settings stored in the model, in worker processes (--workers, one thread each), each of which
+extracts a few files at a time and scores them in batches of equal input length. Rows are
+printed, and appended to --out, as soon as they are scored; --resume skips the files --out
+already holds. Each row has the raw score (the
 network's, or its fusion with the excitation statistics' model when the model file has one), the
 calibrated score (LLR, natural log, from the calibration fitted on dev and stored in the model)
 and the probability of bona fide at the stated prior (--prior-spoof, default 0.05 as ASVspoof 5).
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 import features
@@ -48,6 +50,9 @@ HEADER = "path\tscore\tllr\tp_bonafide\tdecision\n"
 # scored 41 files/s in bf16 and 28 in fp32, batches of 32 only 30 and 16 (larger activations
 # fall out of the caches), so a batch holds about this many frames, not a fixed count of files.
 BATCH_FRAMES = 2048
+# Files a worker extracts and scores per task: enough for files of equal length to share a
+# batch, few enough that rows reach --out every second or two.
+CHUNK = 16
 
 
 def file_features(path: Path, settings: FeatureSettings, with_f0: bool):
@@ -66,6 +71,7 @@ class Detector:
 
     def __init__(self, model_path: Path, batch_size: int = 32):
         self.onnx = None
+        self.model_path = Path(model_path)
         if Path(model_path).suffix == ".onnx":  # exported by pipeline.export: onnxruntime, no torch model
             from pipeline.export import OnnxScorer, load_export
             state = load_export(model_path)
@@ -143,58 +149,83 @@ class Detector:
             raise features.AudioError(reason)
         return self.score_batch([self.input_of(subband, f0)], [self.statistics_of(subband, f0)])[0]
 
-    def stream(self, paths: list[Path], workers: int, progress: bool = True):
-        """Yields (path, score, None) or (path, None, reason) for every path, as each is scored.
+    def __getstate__(self):
+        # An onnxruntime session does not pickle; a worker opens its own (start_worker).
+        return {**self.__dict__, "onnx": None}
 
-        Workers extract features a bounded distance ahead (memory stays flat for any number of
-        files); inputs wait in groups of equal length until a group fills a batch (batch_size
-        files, or about BATCH_FRAMES frames), or until too many wait, when the largest group is
-        scored.
-        """
+    def scored(self, paths: list[Path]):
+        """Yields (path, score, None) or (path, None, reason) for each path: extracts the features of
+        all of them, then scores them in batches of equal input length (batch_size files, or
+        about BATCH_FRAMES frames), yielding each batch's rows as soon as it is scored."""
         groups: dict[int, list] = {}
-        waiting = 0
-        bar = tqdm(total=len(paths), desc="detect", unit="file", disable=not progress, file=sys.stderr)
-
-        def flush(length):
-            nonlocal waiting
-            group = groups.pop(length)
-            waiting -= len(group)
-            scores = self.score_batch([x for _, x, _ in group], [u for _, _, u in group])
-            bar.update(len(group))
-            return [(p, s, None) for (p, _, _), s in zip(group, scores)]
-
-        for path, subband, f0, reason in self._extracted(paths, workers):
+        for path in paths:
+            _, subband, f0, reason = file_features(Path(path), self.feature_settings, self.with_f0)
             if reason is not None:
-                bar.update(1)
                 yield path, None, reason
                 continue
             length = eval_length(len(subband), self.frames, self.eval_input)
             groups.setdefault(length, []).append((path, self.input_of(subband, f0), self.statistics_of(subband, f0)))
-            waiting += 1
-            if len(groups[length]) >= min(self.batch_size, max(1, BATCH_FRAMES // length)):
-                yield from flush(length)
-            elif waiting >= 4 * self.batch_size:
-                yield from flush(max(groups, key=lambda k: len(groups[k])))
-        while groups:
-            yield from flush(next(iter(groups)))
+        for length, group in groups.items():
+            size = min(self.batch_size, max(1, BATCH_FRAMES // length))
+            for start in range(0, len(group), size):
+                batch = group[start:start + size]
+                scores = self.score_batch([x for _, x, _ in batch], [u for _, _, u in batch])
+                yield from ((p, s, None) for (p, _, _), s in zip(batch, scores))
+
+    def stream(self, paths: list[Path], workers: int, progress: bool = True):
+        """Yields (path, score, None) or (path, None, reason) for every path, as each is scored.
+
+        With workers > 0, each worker process (one thread each) takes CHUNK files at a time,
+        extracts their features and scores them (`scored`), and its rows come back in the order
+        the chunks were handed out; a bounded number of chunks is in flight, so memory stays flat
+        for any number of files. With workers = 0 everything runs in this process, batch by batch.
+        """
+        bar = tqdm(total=len(paths), desc="detect", unit="file", disable=not progress, file=sys.stderr)
+        if workers == 0:
+            rows = self.scored(paths)
+        else:
+            rows = self._in_workers(paths, workers)
+        for row in rows:
+            bar.update(1)
+            yield row
         bar.close()
 
-    def _extracted(self, paths: list[Path], workers: int):
-        settings, with_f0 = self.feature_settings, self.with_f0
-        if workers == 0:
-            for path in paths:
-                yield file_features(path, settings, with_f0)
-            return
-        todo = iter(paths)
-        with ProcessPoolExecutor(workers) as pool:
-            pending = deque(pool.submit(file_features, path, settings, with_f0)
-                            for path in islice(todo, 4 * self.batch_size))
+    def _in_workers(self, paths: list[Path], workers: int):
+        chunks = (paths[i:i + CHUNK] for i in range(0, len(paths), CHUNK))
+        with ProcessPoolExecutor(workers, initializer=start_worker, initargs=(self,)) as pool:
+            pending = deque(pool.submit(score_chunk, chunk) for chunk in islice(chunks, 2 * workers))
             while pending:
-                result = pending.popleft().result()
-                nxt = next(todo, None)
-                if nxt is not None:
-                    pending.append(pool.submit(file_features, nxt, settings, with_f0))
-                yield result
+                rows = pending.popleft().result()
+                chunk = next(chunks, None)
+                if chunk is not None:
+                    pending.append(pool.submit(score_chunk, chunk))
+                yield from rows
+
+
+# Each worker process's own copy of the Detector (set by start_worker).
+_worker_detector: Detector | None = None
+_inherited: list = []
+
+
+def start_worker(detector: Detector) -> None:
+    """Set up a worker: one thread for torch and for numpy's BLAS (two processes on two cores
+    that each start a thread per core fight over them), and the parent's detector, with an
+    onnxruntime session of its own for an exported model."""
+    global _worker_detector
+    torch.set_num_threads(1)
+    threadpool_limits(1)
+    if detector.model is None:
+        from pipeline.export import OnnxScorer
+        # A forked worker inherits the parent's session without its threads: freeing it would wait
+        # for them for ever, so it is kept, unused, until the process exits.
+        _inherited.append(detector.onnx)
+        detector.onnx = OnnxScorer(detector.model_path, threads=1)
+    _worker_detector = detector
+
+
+def score_chunk(paths: list[Path]) -> list:
+    """A worker's task: the rows of Detector.scored for these paths."""
+    return list(_worker_detector.scored(paths))
 
 
 def expand(paths: list[str]) -> list[Path]:

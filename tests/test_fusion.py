@@ -129,4 +129,8 @@ def test_evaluate_detect_and_onnx_score_the_fused_score(tmp_path):
     streamed = {str(p): s for p, s, _ in detector.stream(files, workers=0, progress=False)}
     np.testing.assert_allclose([streamed[str(f)] for f in files], one_by_one, atol=1e-6)
     onnx = Detector(export.export(model_path, "onnx", tmp_path / "m.onnx"))
-    assert np.max(np.abs(np.array([onnx.score(f) for f in files]) - one_by_one)) <= 1e-3
+    onnx_one_by_one = np.array([onnx.score(f) for f in files])
+    assert np.max(np.abs(onnx_one_by_one - one_by_one)) <= 1e-3
+    # Worker processes, each with an onnxruntime session of its own.
+    onnx_streamed = {str(p): s for p, s, _ in onnx.stream(files, workers=2, progress=False)}
+    np.testing.assert_allclose([onnx_streamed[str(f)] for f in files], onnx_one_by_one, atol=1e-6)
