@@ -37,7 +37,7 @@ from pipeline.calibration import fit_calibration
 from pipeline.metrics import ScoreError, compute_eer
 from pipeline.scoring import (CHECKPOINT_FORMAT, MODEL_FORMAT, CheckpointError, autocast, available_cores,
                               decision_loss, eval_loader, load_checkpoint, resolve_device, resolve_precision,
-                              score_dataset, to_device)
+                              score_dataset, to_device, tune_allocator)
 from pipeline.settings import Settings, SettingsError, TrainSettings, load_settings
 from pipeline.shards import ShardError, open_partition
 
@@ -250,6 +250,7 @@ def train(settings: Settings, features_dir: Path, out_dir: Path, metrics_path: P
     only rank 0 evaluates dev, logs and saves, and its summary is the one returned.
     """
     ts = settings.train
+    tune_allocator()
     rank, world, device = setup_distributed(ts.device)
     master = rank == 0
     try:

@@ -56,15 +56,17 @@ def eval_frames(subband: np.ndarray, f0: np.ndarray | None, frames: int, eval_in
     return fit_frames(subband, f0, eval_length(len(subband), frames, eval_input), None)
 
 
-def length_batches(lengths, batch_size: int) -> list[list[int]]:
+def length_batches(lengths, batch_size: int, max_frames: int = 0) -> list[list[int]]:
     """Indices grouped into batches of at most batch_size whose lengths are equal (ascending
-    length, then index), so inputs of one batch stack without padding."""
+    length, then index), so inputs of one batch stack without padding; with max_frames > 0 a
+    batch also holds at most that many frames in all (at least one input)."""
     lengths = np.asarray(lengths)
     order = np.lexsort((np.arange(len(lengths)), lengths))
     batches = []
     for length in np.unique(lengths):
         same = order[lengths[order] == length]
-        batches += [same[i:i + batch_size].tolist() for i in range(0, len(same), batch_size)]
+        size = max(1, min(batch_size, max_frames // int(length))) if max_frames else batch_size
+        batches += [same[i:i + size].tolist() for i in range(0, len(same), size)]
     return batches
 
 

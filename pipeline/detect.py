@@ -40,16 +40,13 @@ from pipeline.dataset import eval_frames, eval_length, model_input
 from pipeline.calibration import bonafide_probability, to_llr
 from pipeline.metrics import DCF_COSTS, ScoreError, bayes_threshold, compute_eer
 from pipeline.protocol import parse_protocol
-from pipeline.scoring import available_cores, load_model, score_inputs, scoring_precision
+from pipeline.scoring import (CPU_BATCH_FRAMES, available_cores, load_model, score_inputs, scoring_precision,
+                              tune_allocator)
 from pipeline.settings import FeatureSettings
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".snd",
                   ".w64", ".caf", ".rf64"}
 HEADER = "path\tscore\tllr\tp_bonafide\tdecision\n"
-# Frames per forward pass at most: on a 2-core CPU a batch of 4 inputs of 4 s (4 x 480 frames)
-# scored 41 files/s in bf16 and 28 in fp32, batches of 32 only 30 and 16 (larger activations
-# fall out of the caches), so a batch holds about this many frames, not a fixed count of files.
-BATCH_FRAMES = 2048
 # Files a worker extracts and scores per task: enough for files of equal length to share a
 # batch, few enough that rows reach --out every second or two.
 CHUNK = 16
@@ -156,7 +153,7 @@ class Detector:
     def scored(self, paths: list[Path]):
         """Yields (path, score, None) or (path, None, reason) for each path: extracts the features of
         all of them, then scores them in batches of equal input length (batch_size files, or
-        about BATCH_FRAMES frames), yielding each batch's rows as soon as it is scored."""
+        about CPU_BATCH_FRAMES frames), yielding each batch's rows as soon as it is scored."""
         groups: dict[int, list] = {}
         for path in paths:
             _, subband, f0, reason = file_features(Path(path), self.feature_settings, self.with_f0)
@@ -166,7 +163,7 @@ class Detector:
             length = eval_length(len(subband), self.frames, self.eval_input)
             groups.setdefault(length, []).append((path, self.input_of(subband, f0), self.statistics_of(subband, f0)))
         for length, group in groups.items():
-            size = min(self.batch_size, max(1, BATCH_FRAMES // length))
+            size = min(self.batch_size, max(1, CPU_BATCH_FRAMES // length))
             for start in range(0, len(group), size):
                 batch = group[start:start + size]
                 scores = self.score_batch([x for _, x, _ in batch], [u for _, _, u in batch])
@@ -212,6 +209,7 @@ def start_worker(detector: Detector) -> None:
     that each start a thread per core fight over them), and the parent's detector, with an
     onnxruntime session of its own for an exported model."""
     global _worker_detector
+    tune_allocator()
     torch.set_num_threads(1)
     threadpool_limits(1)
     if detector.model is None:
@@ -274,6 +272,7 @@ def main(argv=None) -> int:
         parser.error("give audio files or folders, or --protocol and --root")
     if args.resume and not args.out:
         parser.error("--resume needs --out")
+    tune_allocator()
     try:
         if not 0 < args.prior_spoof < 1:
             parser.error("--prior-spoof must be in (0, 1)")

@@ -36,7 +36,7 @@ from pipeline.calibration import to_llr
 from pipeline.metrics import (DCF_COSTS, ScoreError, act_dcf, asv_operating_point, cllr, compute_eer, min_cllr,
                               min_dcf, min_tdcf, min_tdcf_2021)
 from pipeline.scoring import (CheckpointError, load_model, model_scores, resolve_device, score_dataset,
-                              scoring_precision)
+                              scoring_precision, tune_allocator)
 from pipeline.settings import PARTITIONS, EvaluateSettings, FeatureSettings, SettingsError, load_settings
 from pipeline.shards import ShardError, open_partition
 
@@ -236,6 +236,7 @@ def main(argv=None) -> int:
         args.name = args.name or f"{args.layout}{track}_{args.partition}"
     name = args.name or args.partition
     out = {"scores": args.scores, "metrics": args.metrics, "plots": args.plots, "reports": args.reports}
+    tune_allocator()
     try:
         settings = load_settings(args.params)
         model, state = load_model(Path(args.model))

@@ -54,6 +54,17 @@ def test_length_batches_group_equal_lengths_in_order():
     assert batches == [[1, 5], [0, 2], [4], [3]]
     assert sorted(i for b in length_batches([7] * 5 + [3] * 4, 3) for i in b) == list(range(9))
 
+
+def test_length_batches_hold_at_most_max_frames_but_at_least_one_input():
+    lengths = [480] * 9 + [4096] * 2 + [96] * 40
+    batches = length_batches(lengths, batch_size=32, max_frames=2048)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    sizes = {}
+    for b in batches:
+        sizes[lengths[b[0]]] = max(sizes.get(lengths[b[0]], 0), len(b))
+    assert sizes == {96: 21, 480: 4, 4096: 1}  # 2048 // 96 = 21 (under 32); one input longer than the cap
+    assert all(len(b) * lengths[b[0]] <= 2048 or len(b) == 1 for b in batches)
+
 def test_stretch_moves_a_harmonic_like_a_pitch_shift():
     sub = np.full((5, 45), -5.0, np.float32)
     sub[:, 10] = 0.0  # a ridge at bin 10
