@@ -47,8 +47,15 @@ WORD_GAP_SECONDS = 0.2
 NOT_SPEECH_FOLDERS = {"silence"}
 # A source whose peak stays below this (-50 dBFS) holds no speech: refused by name, not levelled up.
 SILENT_PEAK = 10 ** (-50 / 20)
-# Utterances per parallel task (see render_chunks).
+# Utterances per parallel task (see render_chunks), and for Kokoro, whose model load (and the
+# worker restart that follows it, see render_chunks) costs seconds.
 RENDER_CHUNK = 20
+KOKORO_CHUNK = 50
+# Seconds per utterance on one core of the costliest generators (python bench/corpus.py), others
+# about 0.1 s. Only the order in which chunks are handed out depends on them: the costliest
+# first, so that the last chunks, which one worker may finish while the other has nothing left,
+# are short.
+GENERATOR_SECONDS = {"kokoro": 1.8, "mel80": 0.5, "world_spss": 0.43, "festival": 0.2, "openjtalk": 0.16}
 
 # IVR-style prompts, written for this project in the languages of the bona fide speakers, so
 # TTS spoofs say the same kind of thing as the bona fide prompts (Japanese for the Japanese TTS
@@ -348,14 +355,27 @@ def render(item: Item, out_dir: Path, settings: CorpusSettings) -> None:
     partial.replace(target)
 
 
-def render_chunks(items: list[Item], size: int = RENDER_CHUNK) -> list[list[Item]]:
+def generator_of(item: Item) -> str:
+    return ATTACKS[item.attack].generator if item.attack != "-" else ""
+
+
+def render_chunks(items: list[Item]) -> list[list[Item]]:
     """Work units for the workers: items of one generator together, so a worker loads a neural
     TTS model once per chunk. (joblib's workers restart when their memory grows by 300 MB after
     their first task, which a model load does: per-item tasks reloaded the models every time.)"""
-    def generator(item: Item) -> str:
-        return ATTACKS[item.attack].generator if item.attack != "-" else ""
-    ordered = sorted(items, key=lambda item: (generator(item), item.utt_id))
-    return [ordered[i:i + size] for i in range(0, len(ordered), size)]
+    ordered = sorted(items, key=lambda item: (generator_of(item), item.utt_id))
+    chunks, start = [], 0
+    while start < len(ordered):
+        generator = generator_of(ordered[start])
+        size = KOKORO_CHUNK if generator == "kokoro" else RENDER_CHUNK
+        chunk = [i for i in ordered[start:start + size] if generator_of(i) == generator]
+        chunks.append(chunk)
+        start += len(chunk)
+    return chunks
+
+
+def chunk_seconds(chunk: list[Item]) -> float:
+    return sum(GENERATOR_SECONDS.get(generator_of(item), 0.1) for item in chunk)
 
 
 def render_chunk(items: list[Item], out_dir: Path, settings: CorpusSettings) -> int:
@@ -429,16 +449,20 @@ def build_corpus(settings: CorpusSettings, out: Path, n_jobs: int | None = None)
     if out.exists():
         shutil.rmtree(out)
     (out / "ASVspoof2019_LA_cm_protocols").mkdir(parents=True)
+    # Every partition's chunks in one parallel pass, the costliest first (see GENERATOR_SECONDS).
+    tasks = []
+    for part in PARTITIONS:
+        audio_dir(out, part).mkdir(parents=True)
+        tasks += [(chunk, audio_dir(out, part)) for chunk in render_chunks(plans[part])]
+    tasks.sort(key=lambda task: -chunk_seconds(task[0]))
+    jobs = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
+        delayed(render_chunk)(chunk, flac_dir, settings) for chunk, flac_dir in tasks)
+    with tqdm(total=sum(len(plan) for plan in plans.values()), desc="corpus", unit="utt") as bar:
+        for done in jobs:
+            bar.update(done)
     counts = {}
     for part in PARTITIONS:
-        flac_dir = audio_dir(out, part)
-        flac_dir.mkdir(parents=True)
         items = plans[part]
-        jobs = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-            delayed(render_chunk)(chunk, flac_dir, settings) for chunk in render_chunks(items))
-        with tqdm(total=len(items), desc=f"corpus {part}", unit="utt") as bar:
-            for done in jobs:
-                bar.update(done)
         protocol_path(out, part).write_text(
             "".join(f"{i.speaker} {i.utt_id} - {i.attack} {i.key}\n" for i in items))
         with open(out / "sources.tsv", "a") as f:

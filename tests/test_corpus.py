@@ -207,3 +207,14 @@ def test_a_generator_failure_names_the_utterance_and_its_source(tmp_path, monkey
     with pytest.raises(GeneratorError, match=rf"MINI_T_0000007 \(A13, from psola:{source}\): psola made silent"):
         render(item, tmp_path, CorpusSettings())
     assert not list(tmp_path.glob("*.flac"))
+
+
+def test_render_chunks_keep_one_generator_each_and_the_costliest_go_first(plans):
+    from pipeline.corpus import KOKORO_CHUNK, RENDER_CHUNK, chunk_seconds, generator_of, render_chunks
+    chunks = render_chunks(plans["train"])
+    assert sorted(i.utt_id for c in chunks for i in c) == sorted(i.utt_id for i in plans["train"])
+    for chunk in chunks:
+        assert len({generator_of(i) for i in chunk}) == 1
+        assert len(chunk) <= (KOKORO_CHUNK if generator_of(chunk[0]) == "kokoro" else RENDER_CHUNK)
+    first = max(chunks, key=chunk_seconds)
+    assert generator_of(first[0]) == "kokoro"  # the neural TTS: handed out before the cheap ones
