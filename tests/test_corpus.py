@@ -209,10 +209,12 @@ def test_a_generator_failure_names_the_utterance_and_its_source(tmp_path, monkey
     assert not list(tmp_path.glob("*.flac"))
 
 
-def test_render_chunks_keep_one_generator_each_and_the_costliest_go_first(plans):
+def test_render_chunks_keep_one_generator_each_and_the_costliest_go_first(prompts):
     from pipeline.corpus import KOKORO_CHUNK, RENDER_CHUNK, chunk_seconds, generator_of, render_chunks
-    chunks = render_chunks(plans["train"])
-    assert sorted(i.utt_id for c in chunks for i in c) == sorted(i.utt_id for i in plans["train"])
+    settings = replace(CorpusSettings(), attacks={"train": ["A01", "A04", "A09", "A11"], "dev": ["A01"], "eval": ["A01"]})
+    plan = plan_partition("train", prompts, settings)
+    chunks = render_chunks(plan)
+    assert sorted(i.utt_id for c in chunks for i in c) == sorted(i.utt_id for i in plan)
     for chunk in chunks:
         assert len({generator_of(i) for i in chunk}) == 1
         assert len(chunk) <= (KOKORO_CHUNK if generator_of(chunk[0]) == "kokoro" else RENDER_CHUNK)
