@@ -175,11 +175,11 @@ class Detector:
         With workers > 0, each worker process (one thread each) takes CHUNK files at a time,
         extracts their features and scores them (`scored`), and its rows come back in the order
         the chunks were handed out; a bounded number of chunks is in flight, so memory stays flat
-        for any number of files. With workers = 0 everything runs in this process, batch by batch.
+        for any number of files. With workers = 0 the same runs in this process, chunk by chunk.
         """
         bar = tqdm(total=len(paths), desc="detect", unit="file", disable=not progress, file=sys.stderr)
         if workers == 0:
-            rows = self.scored(paths)
+            rows = (row for start in range(0, len(paths), CHUNK) for row in self.scored(paths[start:start + CHUNK]))
         else:
             rows = self._in_workers(paths, workers)
         for row in rows:
