@@ -250,6 +250,7 @@ def train(settings: Settings, features_dir: Path, out_dir: Path, metrics_path: P
     only rank 0 evaluates dev, logs and saves, and its summary is the one returned.
     """
     ts = settings.train
+    settings.check_across()
     tune_allocator()
     rank, world, device = setup_distributed(ts.device)
     master = rank == 0
@@ -349,8 +350,6 @@ def _train(settings, features_dir, out_dir, metrics_path, live_dir, resume, prog
     dev_every = ts.dev_every if ts.average_epochs else 1
     dev_loader = eval_loader(dev_set, ts.batch_size, workers, device, persistent=True) if master else None
     fusion_base, dev_logit = None, None  # the score fusion's statistics model, its dev log-odds (model/fusion.py)
-    if ms.excitation_fusion and not settings.features.excitation:
-        raise SettingsError("model.excitation_fusion needs features.excitation (the statistics it models)")
     if master and ms.excitation_fusion:
         rows = settings.features.n_excitation_rows
         statistics_model = fit_statistics_model(train_set.utterance_statistics(rows), train_set.labels,

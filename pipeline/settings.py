@@ -465,6 +465,17 @@ class Settings:
     # params.yaml keeps it under features (features.augment); load_settings moves it here.
     augment: AugmentSettings = field(default_factory=AugmentSettings)
 
+    def check_across(self) -> None:
+        """The rules that span sections. load_settings applies them; train() applies them again,
+        for settings built in code."""
+        if self.train.freq_stretch > 0 and (self.features.view2_bands or self.features.excitation):
+            raise SettingsError("train.freq_stretch: stretches the subband's frequency axis, but with "
+                                "features.view2_bands > 0 or features.excitation the rows of those follow "
+                                "it in the same input; turn one of them off")
+        if self.model.excitation_fusion and not self.features.excitation:
+            raise SettingsError("model.excitation_fusion: fuses a model of the excitation statistics, but "
+                                "features.excitation is false; turn both on or model.excitation_fusion off")
+
 
 def _positive(value, path: str) -> None:
     if value <= 0:
@@ -554,13 +565,7 @@ def load_settings(path: str | Path = "params.yaml") -> Settings:
             raw["features"] = dict(raw["features"])
             augment = raw["features"].pop("augment")
         settings = build(Settings, raw, "")
-        if settings.train.freq_stretch > 0 and (settings.features.view2_bands or settings.features.excitation):
-            raise SettingsError("train.freq_stretch: stretches the subband's frequency axis, but with "
-                                "features.view2_bands > 0 or features.excitation the rows of those follow "
-                                "it in the same input; turn one of them off")
-        if settings.model.excitation_fusion and not settings.features.excitation:
-            raise SettingsError("model.excitation_fusion: fuses a model of the excitation statistics, but "
-                                "features.excitation is false; turn both on or model.excitation_fusion off")
+        settings.check_across()
         return dataclasses.replace(settings, augment=build(AugmentSettings, augment, "features.augment"))
     except SettingsError as err:
         raise SettingsError(f"{path}: {err}") from None

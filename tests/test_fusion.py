@@ -77,6 +77,13 @@ def test_fusion_needs_the_excitation_statistics(tmp_path):
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
     with pytest.raises(SettingsError, match="excitation_fusion"):
         load_settings(tmp_path / "p.yaml")
+    # Settings built in code (no params.yaml) meet the same rule when training starts.
+    import train
+    from pipeline.settings import ModelSettings, Settings
+    settings = Settings(features=FeatureSettings(excitation=False), model=ModelSettings(excitation_fusion=True))
+    with pytest.raises(SettingsError, match="excitation_fusion"):
+        train.train(settings, tmp_path / "features", tmp_path / "models", tmp_path / "train.json", live_dir=None)
+    assert not (tmp_path / "models").exists()
 
 
 def network_scores(model, state, readers, exclude_attacks=()):
