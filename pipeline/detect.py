@@ -36,7 +36,7 @@ from tqdm import tqdm
 import features
 from features.excitation import utterance_statistics
 from model.fusion import fused_scores
-from pipeline.dataset import eval_frames, eval_length, model_input
+from pipeline.dataset import eval_frames, eval_length, length_batches, model_input
 from pipeline.calibration import bonafide_probability, to_llr
 from pipeline.metrics import DCF_COSTS, ScoreError, bayes_threshold, compute_eer
 from pipeline.protocol import parse_protocol
@@ -154,20 +154,17 @@ class Detector:
         """Yields (path, score, None) or (path, None, reason) for each path: extracts the features of
         all of them, then scores them in batches of equal input length (batch_size files, or
         about CPU_BATCH_FRAMES frames), yielding each batch's rows as soon as it is scored."""
-        groups: dict[int, list] = {}
+        usable, lengths = [], []
         for path in paths:
             _, subband, f0, reason = file_features(Path(path), self.feature_settings, self.with_f0)
             if reason is not None:
                 yield path, None, reason
                 continue
-            length = eval_length(len(subband), self.frames, self.eval_input)
-            groups.setdefault(length, []).append((path, self.input_of(subband, f0), self.statistics_of(subband, f0)))
-        for length, group in groups.items():
-            size = min(self.batch_size, max(1, CPU_BATCH_FRAMES // length))
-            for start in range(0, len(group), size):
-                batch = group[start:start + size]
-                scores = self.score_batch([x for _, x, _ in batch], [u for _, _, u in batch])
-                yield from ((p, s, None) for (p, _, _), s in zip(batch, scores))
+            usable.append((path, self.input_of(subband, f0), self.statistics_of(subband, f0)))
+            lengths.append(eval_length(len(subband), self.frames, self.eval_input))
+        for batch in length_batches(lengths, self.batch_size, CPU_BATCH_FRAMES):
+            scores = self.score_batch([usable[i][1] for i in batch], [usable[i][2] for i in batch])
+            yield from ((usable[i][0], score, None) for i, score in zip(batch, scores))
 
     def stream(self, paths: list[Path], workers: int, progress: bool = True):
         """Yields (path, score, None) or (path, None, reason) for every path, as each is scored.

@@ -65,6 +65,7 @@ def test_length_batches_hold_at_most_max_frames_but_at_least_one_input():
     assert sizes == {96: 21, 480: 4, 4096: 1}  # 2048 // 96 = 21 (under 32); one input longer than the cap
     assert all(len(b) * lengths[b[0]] <= 2048 or len(b) == 1 for b in batches)
 
+
 def test_stretch_moves_a_harmonic_like_a_pitch_shift():
     sub = np.full((5, 45), -5.0, np.float32)
     sub[:, 10] = 0.0  # a ridge at bin 10

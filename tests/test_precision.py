@@ -1,5 +1,4 @@
 """train.precision: auto picks bf16 only where the hardware computes it natively."""
-import numpy as np
 import pytest
 import torch
 
@@ -63,32 +62,3 @@ def test_this_machine_gives_an_answer_with_a_reason():
     precision, reason = scoring.resolve_precision("auto", CPU)
     assert precision in ("bf16", "fp32") and reason.startswith("auto: ")
 
-
-def test_scoring_on_a_cpu_caps_the_frames_of_a_batch_and_keeps_the_scores(tmp_path, monkeypatch):
-    """eval_loader keeps CPU batches within CPU_BATCH_FRAMES (not batch_size whole utterances), and
-    an utterance's score does not depend on the batch it was scored in."""
-    from conftest import train_tiny_model
-    from pipeline.dataset import ShardDataset
-    from pipeline.settings import FeatureSettings
-    from pipeline.shards import open_partition
-    model, _ = scoring.load_model(train_tiny_model(tmp_path, precision="fp32"))
-    dataset = ShardDataset(open_partition(tmp_path / "features/dev", FeatureSettings()), frames=32, train=False,
-                           eval_input="whole")
-    lengths = dataset.eval_lengths()
-    assert set(lengths) == {32, 64}
-    uncapped, _ = scoring.score_dataset(model, dataset, 64, CPU, "fp32")
-    monkeypatch.setattr(scoring, "CPU_BATCH_FRAMES", 128)
-    batches = list(scoring.eval_loader(dataset, 64, 0, CPU).batch_sampler)
-    assert {lengths[b[0]]: max(len(c) for c in batches if lengths[c[0]] == lengths[b[0]]) for b in batches} == {32: 4, 64: 2}
-    capped, _ = scoring.score_dataset(model, dataset, 64, CPU, "fp32")
-    one_by_one, _ = scoring.score_dataset(model, dataset, 1, CPU, "fp32")
-    np.testing.assert_allclose(capped, uncapped, atol=1e-5)
-    np.testing.assert_allclose(capped, one_by_one, atol=1e-5)
-
-
-def test_the_allocator_keeps_freed_memory_on_glibc():
-    import platform
-    from pipeline.scoring import tune_allocator
-    if platform.libc_ver()[0] != "glibc":
-        pytest.skip("mallopt is glibc's")
-    assert tune_allocator() and tune_allocator()  # and it may be called again
