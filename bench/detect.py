@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
+from itertools import groupby
 from pathlib import Path
 
 import numpy as np
@@ -364,13 +365,11 @@ def render_chunks(items: list[Item]) -> list[list[Item]]:
     TTS model once per chunk. (joblib's workers restart when their memory grows by 300 MB after
     their first task, which a model load does: per-item tasks reloaded the models every time.)"""
     ordered = sorted(items, key=lambda item: (generator_of(item), item.utt_id))
-    chunks, start = [], 0
-    while start < len(ordered):
-        generator = generator_of(ordered[start])
+    chunks = []
+    for generator, group in groupby(ordered, key=generator_of):
+        group = list(group)
         size = KOKORO_CHUNK if generator == "kokoro" else RENDER_CHUNK
-        chunk = [i for i in ordered[start:start + size] if generator_of(i) == generator]
-        chunks.append(chunk)
-        start += len(chunk)
+        chunks += [group[i:i + size] for i in range(0, len(group), size)]
     return chunks
 
 

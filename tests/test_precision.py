@@ -61,4 +61,3 @@ def test_a_bf16_model_scores_in_fp32_where_bf16_is_not_native(cpu_with):
 def test_this_machine_gives_an_answer_with_a_reason():
     precision, reason = scoring.resolve_precision("auto", CPU)
     assert precision in ("bf16", "fp32") and reason.startswith("auto: ")
-
