@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import hashlib
 import math
 import sys
@@ -24,10 +25,11 @@ from tqdm import tqdm
 import features
 from features.augment import augment as augment_waveform
 from features.augment import augment_seed
+from features.copy_synthesis import COPY_ATTACKS, METHODS, copy_seed, copy_synthesise, copy_utt_id
 from pipeline.manifest import read_manifest
 from pipeline.protocol import ProtocolError
-from pipeline.settings import (PARTITIONS, AugmentSettings, ExtractSettings, FeatureSettings, SettingsError,
-                               load_settings)
+from pipeline.settings import (PARTITIONS, AugmentSettings, CopySynthesisSettings, ExtractSettings, FeatureSettings,
+                               SettingsError, load_settings)
 from pipeline.shards import (ShardError, ShardReader, file_sha256, shard_attrs, shard_name,
                              write_index, write_shard)
 
@@ -54,32 +56,42 @@ def is_complete(path: Path, digest: str, fingerprint: str) -> bool:
 
 
 def extract_shard(rows: list, path: Path, settings: FeatureSettings, on_error: str,
-                  digest: str, augment: AugmentSettings | None = None) -> tuple[int, list[dict]]:
+                  digest: str, augment: AugmentSettings | None = None,
+                  copy_synthesis: CopySynthesisSettings | None = None) -> tuple[int, list[dict]]:
     """Compute and write one shard. Returns (utterances written, skipped [{utt_id, path, reason}]).
 
     Skipped utterances are recorded in the shard itself, so their reasons survive a resumed run.
     With augment.copies = K, each utterance is followed by K augmented copies (features.augment),
-    each from its own seed.
+    each from its own seed. With copy_synthesis.methods, each bona fide utterance is followed
+    (after its augmented copies) by one spoof per method, made from it by that vocoder
+    (features.copy_synthesis): an utterance of its own, id UTT~method, attack the method's id.
     """
     copies = augment.copies if augment is not None else 0
+    methods = copy_synthesis.methods if copy_synthesis is not None else []
     records, skipped, versions = [], [], []
     for utt, audio_path in rows:
         try:
             waveform = features.load_audio(audio_path, settings.sample_rate)
-            made = [(features.extract(waveform, settings.sample_rate, settings), (0, 0, ""))]
+            made = [(utt, features.extract(waveform, settings.sample_rate, settings), (0, 0, ""))]
             for k in range(1, copies + 1):
                 seed = augment_seed(augment.seed, utt.utt_id, k)
                 copy, done = augment_waveform(waveform, settings.sample_rate, np.random.default_rng(seed),
                                               augment.codecs, augment.p_codec, augment.p_noise,
                                               augment.snr_db, augment.p_rawboost)
-                made.append((features.extract(copy, settings.sample_rate, settings), (k, seed, done)))
+                made.append((utt, features.extract(copy, settings.sample_rate, settings), (k, seed, done)))
+            for method in (methods if utt.label == 1 else []):
+                seed = copy_seed(copy_synthesis.seed, utt.utt_id, method)
+                spoof = copy_synthesise(waveform, settings.sample_rate, method, np.random.default_rng(seed))
+                made.append((dataclasses.replace(utt, utt_id=copy_utt_id(utt.utt_id, method),
+                                                 attack=METHODS[method][0], label=0),
+                             features.extract(spoof, settings.sample_rate, settings), (0, seed, method)))
         except features.AudioError as err:
             if on_error == "stop":
                 raise ExtractionError(f"{utt.utt_id}: {err}") from None
             skipped.append({"utt_id": utt.utt_id, "path": str(audio_path), "reason": err.reason})
             continue
-        for (subband, f0), version in made:
-            records.append((utt, subband, f0))
+        for record, (subband, f0), version in made:
+            records.append((record, subband, f0))
             versions.append(version)
     write_shard(path, records, settings, digest, skipped, versions if copies else None)
     return len(rows) - len(skipped), skipped
@@ -103,9 +115,11 @@ def backend(settings: ExtractSettings):
 
 def extract_partition(manifest: Path, out: Path, feature_settings: FeatureSettings,
                       extract_settings: ExtractSettings, progress: bool = True,
-                      augment: AugmentSettings | None = None) -> dict:
+                      augment: AugmentSettings | None = None,
+                      copy_synthesis: CopySynthesisSettings | None = None) -> dict:
     """Extract one partition into out/ (shards + index.json). Returns a summary.
-    augment: augmented copies to add (the train partition only; evaluation data never gets any)."""
+    augment: augmented copies to add; copy_synthesis: vocoded copies of the bona fide to add as
+    spoofs (both the train partition only; evaluation data never gets any)."""
     rows = read_manifest(manifest)
     # Workers may run elsewhere (dask): they get absolute paths; the plan digests keep the
     # manifest's own paths, so moving the checkout does not invalidate finished shards.
@@ -116,7 +130,9 @@ def extract_partition(manifest: Path, out: Path, feature_settings: FeatureSettin
     fingerprint = feature_settings.fingerprint()
     names = [shard_name(i) for i in range(len(plans))]
     copies_digest = augment.digest() if augment is not None else ""
-    digests = [plan_digest(p) + (f"+augment:{copies_digest}" if copies_digest else "") for p in plans]
+    vocoded_digest = copy_synthesis.digest() if copy_synthesis is not None else ""
+    digests = [plan_digest(p) + (f"+augment:{copies_digest}" if copies_digest else "")
+               + (f"+copy_synthesis:{vocoded_digest}" if vocoded_digest else "") for p in plans]
     todo = [i for i in range(len(plans)) if not is_complete(out / names[i], digests[i], fingerprint)]
     # Anything else in the folder is from an older plan or a killed run: it must not be trusted.
     for stale in out.iterdir():
@@ -127,7 +143,8 @@ def extract_partition(manifest: Path, out: Path, feature_settings: FeatureSettin
         with backend(extract_settings):
             jobs = Parallel(return_as="generator_unordered")(
                 delayed(_indexed)(i, tasks[i], out / names[i], feature_settings, extract_settings.on_error,
-                                  digests[i], augment if copies_digest else None)
+                                  digests[i], augment if copies_digest else None,
+                                  copy_synthesis if vocoded_digest else None)
                 for i in todo)
             bar = tqdm(total=sum(len(plans[i]) for i in todo), unit="utt", disable=not progress,
                        desc=f"features {manifest.stem}")
@@ -143,6 +160,9 @@ def extract_partition(manifest: Path, out: Path, feature_settings: FeatureSettin
                  "sha256": file_sha256(path)}
         if len(reader) > len(reader.originals):
             entry["augmented_copies"] = len(reader) - len(reader.originals)
+        vocoded = sum(a in COPY_ATTACKS for a in np.asarray(reader.attack)[reader.originals])
+        if vocoded:
+            entry["copy_synthesis"] = int(vocoded)
         entries.append(entry)
         skipped_all += reader.skipped
     write_index(out, entries, feature_settings, skipped_all)
@@ -167,7 +187,8 @@ def main(argv=None) -> int:
         # Only training data is augmented: dev and eval are what the model is judged on.
         summary = extract_partition(Path(args.manifest) / f"{args.partition}.tsv",
                                     Path(args.out) / args.partition, settings.features, settings.extract,
-                                    augment=settings.augment if args.partition == "train" else None)
+                                    augment=settings.augment if args.partition == "train" else None,
+                                    copy_synthesis=settings.copy_synthesis if args.partition == "train" else None)
     except (ExtractionError, ShardError, ProtocolError, SettingsError) as err:
         print(f"features {args.partition}: {err}", file=sys.stderr)
         print("finished shards are kept; fix the problem (or set extract.on_error: skip) and rerun",

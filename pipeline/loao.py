@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from features.copy_synthesis import COPY_ATTACKS
 from pipeline.evaluate import score_readers
 from pipeline.metrics import ScoreError, compute_eer, min_dcf
 from pipeline.preset import deep_update
@@ -38,9 +39,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def train_attacks(features: Path, settings: Settings) -> list[str]:
-    """The attacks of the training partition, as its shards list them."""
+    """The attacks of the training partition, as its shards list them; not the copy-synthesis
+    spoofs (features.copy_synthesis), which are part of the recipe and have none in dev or eval."""
     readers = open_partition(features / "train", settings.features, verify=False)
-    return sorted({a for r in readers for a in r.attack} - {"-"})
+    return sorted({a for r in readers for a in r.attack} - {"-"} - COPY_ATTACKS)
 
 
 def heldout_scores(model_path: Path, features: Path, settings: Settings, attack: str) -> tuple[np.ndarray, np.ndarray]:

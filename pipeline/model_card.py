@@ -14,6 +14,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from features.copy_synthesis import METHODS
 from pipeline.settings import SettingsError, load_settings
 
 
@@ -68,6 +69,11 @@ def render(settings, parts: dict, train: dict, metrics: dict, loao: dict | None 
     for name, p in parts.items():
         lines.append(f"| {name} | {p['utterances']} | {p['bonafide']} | {', '.join(p['speakers'])} | "
                      f"{', '.join(p['attacks'])} |")
+    methods = settings.copy_synthesis.methods
+    if methods:
+        lines += ["", "Training also saw spoofs made from its own bona fide utterances, one per utterance and "
+                  "method (copy synthesis, `features.copy_synthesis`: "
+                  f"{', '.join(f'{m} as {METHODS[m][0]}' for m in methods)}); dev and eval have none."]
     lines += ["", "## Measured", "",
               "EER and min t-DCF (ASVspoof 2019 cost model) as the official tools compute them; minDCF, "
               "actDCF and Cllr with the ASVspoof 5 costs (P(spoof) 0.05, Cmiss 1, Cfa 10). The calibration "

@@ -192,6 +192,32 @@ class FeatureSettings:
 
 
 @dataclass(frozen=True)
+class CopySynthesisSettings:
+    """params.yaml features.copy_synthesis: spoofs made from each training bona fide utterance by
+    this project's own vocoders (features/copy_synthesis.py), stored in the train shards as spoofs
+    of their own attack ids. Not part of FeatureSettings, like AugmentSettings."""
+    # Methods (keys of features.copy_synthesis.METHODS); [] = none.
+    methods: list = field(default_factory=list)
+    # Each copy's seed comes from this seed, its bona fide's id and the method.
+    seed: int = 1
+
+    def validate(self, path: str) -> None:
+        from features.copy_synthesis import METHODS
+        unknown = sorted(set(self.methods) - set(METHODS))
+        if unknown:
+            raise SettingsError(f"{path}.methods: unknown {unknown}; known: {sorted(METHODS)}")
+        if len(set(self.methods)) != len(self.methods):
+            raise SettingsError(f"{path}.methods: a method is listed twice: {self.methods}")
+
+    def digest(self) -> str:
+        """What the train shards' copies were made with ("" when there are none)."""
+        if not self.methods:
+            return ""
+        payload = json.dumps(dataclasses.asdict(self), sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
 class AugmentSettings:
     """params.yaml features.augment: augmented copies of the training utterances, made by the
     extraction stage (features/augment.py) and stored in the train shards beside the originals.
@@ -462,8 +488,10 @@ class Settings:
     train: TrainSettings = field(default_factory=TrainSettings)
     evaluate: EvaluateSettings = field(default_factory=EvaluateSettings)
     loao: LoaoSettings = field(default_factory=LoaoSettings)
-    # params.yaml keeps it under features (features.augment); load_settings moves it here.
+    # params.yaml keeps these under features (features.augment, features.copy_synthesis);
+    # load_settings moves them here.
     augment: AugmentSettings = field(default_factory=AugmentSettings)
+    copy_synthesis: CopySynthesisSettings = field(default_factory=CopySynthesisSettings)
 
     def check_across(self) -> None:
         """The rules that span sections. load_settings applies them; train() applies them again,
@@ -558,14 +586,19 @@ def load_settings(path: str | Path = "params.yaml") -> Settings:
     except yaml.YAMLError as err:
         raise SettingsError(f"{path}: not valid YAML: {err}") from None
     try:
-        if isinstance(raw, dict) and "augment" in raw:
-            raise SettingsError("augment: unknown key (augmentation settings go under features: augment:)")
-        augment = None
-        if isinstance(raw, dict) and isinstance(raw.get("features"), dict) and "augment" in raw["features"]:
+        for key in ("augment", "copy_synthesis"):
+            if isinstance(raw, dict) and key in raw:
+                raise SettingsError(f"{key}: unknown key (its settings go under features: {key}:)")
+        moved = {"augment": None, "copy_synthesis": None}
+        if isinstance(raw, dict) and isinstance(raw.get("features"), dict):
             raw["features"] = dict(raw["features"])
-            augment = raw["features"].pop("augment")
+            for key in moved:
+                if key in raw["features"]:
+                    moved[key] = raw["features"].pop(key)
         settings = build(Settings, raw, "")
         settings.check_across()
-        return dataclasses.replace(settings, augment=build(AugmentSettings, augment, "features.augment"))
+        return dataclasses.replace(settings, augment=build(AugmentSettings, moved["augment"], "features.augment"),
+                                   copy_synthesis=build(CopySynthesisSettings, moved["copy_synthesis"],
+                                                        "features.copy_synthesis"))
     except SettingsError as err:
         raise SettingsError(f"{path}: {err}") from None

@@ -126,6 +126,7 @@ def test_evaluation_never_sees_a_copy_and_training_draws_them(manifests, tmp_pat
 def test_extract_stage_augments_train_only(manifests, tmp_path, monkeypatch):
     params = yaml.safe_load(open(ROOT_PARAMS))
     params["features"]["augment"] = {"copies": 1}
+    params["features"]["copy_synthesis"] = {"methods": []}   # augmented copies only
     params["extract"] = {**params["extract"], "n_jobs": 1, "shard_size": 4}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     for part in ("train", "dev"):

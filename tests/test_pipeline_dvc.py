@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
+from features.copy_synthesis import copy_utt_id
 from pipeline.protocol import parse_protocol, protocol_path
 from pipeline.settings import PARTITIONS, load_settings
 from pipeline.shards import open_partition
@@ -56,12 +57,15 @@ def project(tmp_path_factory):
 def test_repro_builds_corpus_and_every_partitions_shards(project):
     work, first = project
     assert "corpus" in ran_stages(first) and "features@eval" in ran_stages(first)
-    settings = load_settings(work / "params.yaml").features
+    all_settings = load_settings(work / "params.yaml")
+    settings, methods = all_settings.features, all_settings.copy_synthesis.methods
+    assert methods  # the default makes copy-synthesis spoofs, for the train partition only
     for part in PARTITIONS:
         utts, _ = parse_protocol(protocol_path(work / "data/mini_corpus", part))
         readers = open_partition(work / "data/features" / part, settings)
         stored = [u for r in readers for u in r.utt_id]
-        assert sorted(stored) == sorted(u.utt_id for u in utts)
+        copies = [copy_utt_id(u.utt_id, m) for u in utts for m in methods if u.label == 1 and part == "train"]
+        assert sorted(stored) == sorted([u.utt_id for u in utts] + copies)
         for reader in readers:
             assert reader.n_bins == 45 + settings.view2_bands + settings.n_excitation_rows
             sub, f0 = reader.read(0)

@@ -25,6 +25,7 @@ def test_paper_preset_sets_the_full_recipe_and_keeps_comments(tmp_path):
     assert settings.features.n_bins == 45
     # ... and none of the mini corpus's augmentation.
     assert (settings.train.mask_bins, settings.train.mask_frames, settings.train.freq_stretch) == (0, 0, 0.0)
+    assert settings.augment.copies == 0 and settings.copy_synthesis.methods == []
     assert "# Every tunable setting of the pipeline" in params.read_text()
     assert settings.extract.scheduler is None
 

@@ -1,0 +1,131 @@
+"""Copy synthesis: vocoded copies of the training bona fide, stored as spoofs in the train shards only."""
+import json
+
+import librosa
+import numpy as np
+import pytest
+import yaml
+
+from conftest import ROOT, make_tone_corpus
+from features.copy_synthesis import (COPY_ATTACKS, METHODS, copy_seed, copy_synthesise, copy_utt_id,
+                                     phase_vocoder_round_trip)
+from pipeline import extract, loao
+from pipeline.dataset import ShardDataset
+from pipeline.manifest import build_manifest, write_manifest
+from pipeline.settings import (CopySynthesisSettings, ExtractSettings, FeatureSettings, SettingsError,
+                               load_settings)
+from pipeline.shards import file_sha256, open_partition
+
+ROOT_PARAMS = ROOT / "params.yaml"
+
+
+def voiced(seconds: float = 2.0, sr: int = 16000) -> np.ndarray:
+    """Six harmonics with vibrato and a slow loudness change."""
+    t = np.arange(int(seconds * sr)) / sr
+    phase = 2 * np.pi * np.cumsum(150.0 * (1 + 0.05 * np.sin(2 * np.pi * 3 * t))) / sr
+    x = sum(np.sin(k * phase) / k for k in range(1, 7)) * (0.5 + 0.5 * np.sin(2 * np.pi * 1.5 * t) ** 2)
+    return (0.3 * x / np.max(np.abs(x))).astype(np.float32)
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_a_copy_keeps_length_level_and_magnitudes_and_changes_the_waveform(method):
+    x = voiced()
+    y = copy_synthesise(x, 16000, method, np.random.default_rng(3))
+    assert np.array_equal(y, copy_synthesise(x, 16000, method, np.random.default_rng(3)))
+    assert len(y) == len(x) and y.dtype == np.float32 and np.all(np.isfinite(y))
+    assert np.sqrt(np.mean(y ** 2)) == pytest.approx(np.sqrt(np.mean(x ** 2)), rel=1e-4)
+    log_x, log_y = (np.log(np.abs(librosa.stft(v, n_fft=512)) + 1e-3).ravel() for v in (x, y))
+    assert np.corrcoef(log_x, log_y)[0, 1] > 0.95      # the same sound, by its magnitudes
+    assert np.corrcoef(x, y)[0, 1] < 0.95              # with other phases
+
+
+def test_phase_vocoder_draws_its_settings_from_the_rng():
+    x = voiced(1.0)
+    copies = [phase_vocoder_round_trip(x, 16000, np.random.default_rng(seed)) for seed in range(3)]
+    assert not np.array_equal(copies[0], copies[1]) and not np.array_equal(copies[1], copies[2])
+
+
+def test_copy_seed_and_id_depend_on_setting_utterance_and_method_only():
+    assert copy_seed(1, "U1", "phase_vocoder") == copy_seed(1, "U1", "phase_vocoder")
+    assert len({copy_seed(1, "U1", "phase_vocoder"), copy_seed(2, "U1", "phase_vocoder"),
+                copy_seed(1, "U2", "phase_vocoder")}) == 3
+    assert copy_utt_id("U1", "phase_vocoder") == "U1~phase_vocoder"
+    with pytest.raises(ValueError, match="unknown copy-synthesis method"):
+        copy_synthesise(voiced(0.5), 16000, "tape_recorder", np.random.default_rng(0))
+
+
+@pytest.fixture
+def manifests(tmp_path):
+    root = make_tone_corpus(tmp_path / "corpus", partitions=("train", "dev"), per_partition=6)
+    paths = {}
+    for part in ("train", "dev"):
+        rows, _ = build_manifest(root, part)
+        paths[part] = tmp_path / f"{part}.tsv"
+        write_manifest(rows, paths[part])
+    return paths
+
+
+def run(manifest, out, copy_synthesis):
+    return extract.extract_partition(manifest, out, FeatureSettings(), ExtractSettings(n_jobs=1, shard_size=4),
+                                     progress=False, copy_synthesis=copy_synthesis)
+
+
+def test_each_bona_fide_is_followed_by_its_vocoded_spoof_and_reruns_are_byte_identical(manifests, tmp_path):
+    settings = CopySynthesisSettings(methods=["phase_vocoder"], seed=2)
+    run(manifests["train"], tmp_path / "a", settings)
+    readers = open_partition(tmp_path / "a", FeatureSettings())
+    ids = [u for r in readers for u in r.utt_id]
+    attacks = [a for r in readers for a in r.attack]
+    labels = [int(v) for r in readers for v in r.label]
+    speakers = [s for r in readers for s in r.speaker]
+    bonafide = [i for i, label in enumerate(labels) if label == 1 and "~" not in ids[i]]
+    assert len(bonafide) == 3 and len(ids) == 6 + 3
+    for i in bonafide:   # the copy: next record, a spoof of the method's attack, the same speaker
+        assert ids[i + 1] == copy_utt_id(ids[i], "phase_vocoder")
+        assert (attacks[i + 1], labels[i + 1], speakers[i + 1]) == ("V01", 0, speakers[i])
+    index = json.loads((tmp_path / "a/index.json").read_text())
+    assert sum(e.get("copy_synthesis", 0) for e in index["shards"]) == 3
+    run(manifests["train"], tmp_path / "b", settings)
+    for entry in index["shards"]:
+        assert file_sha256(tmp_path / "a" / entry["file"]) == file_sha256(tmp_path / "b" / entry["file"])
+    # another seed recomputes; the same settings keep every shard
+    assert run(manifests["train"], tmp_path / "a", CopySynthesisSettings(["phase_vocoder"], 3))["computed"] == 2
+    assert run(manifests["train"], tmp_path / "a", CopySynthesisSettings(["phase_vocoder"], 3))["computed"] == 0
+    # training reads the copies as spoofs like any other
+    training = ShardDataset(open_partition(tmp_path / "a", FeatureSettings()), frames=20, train=True, seed=1)
+    assert len(training) == 9 and int(training.labels.sum()) == 3
+
+
+def test_extract_stage_copies_train_only_and_loao_never_holds_a_copy_out(manifests, tmp_path):
+    params = yaml.safe_load(open(ROOT_PARAMS))
+    params["features"]["copy_synthesis"] = {"methods": ["phase_vocoder"]}
+    params["extract"] = {**params["extract"], "n_jobs": 1, "shard_size": 4}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / "manifest").mkdir()
+    for part in ("train", "dev"):
+        (tmp_path / "manifest" / f"{part}.tsv").write_text(manifests[part].read_text())
+        assert extract.main([part, "--params", str(tmp_path / "params.yaml"), "--manifest",
+                             str(tmp_path / "manifest"), "--out", str(tmp_path / "features")]) == 0
+    settings = load_settings(tmp_path / "params.yaml")
+    train = open_partition(tmp_path / "features/train", settings.features)
+    dev = open_partition(tmp_path / "features/dev", settings.features)
+    assert sum(a == "V01" for r in train for a in r.attack) == 3
+    assert not any(a in COPY_ATTACKS for r in dev for a in r.attack) and sum(len(r) for r in dev) == 6
+    assert loao.train_attacks(tmp_path / "features", settings) == ["A01", "A02", "A03"]
+
+
+def test_copy_synthesis_settings_are_checked_where_they_live(tmp_path):
+    params = yaml.safe_load(open(ROOT_PARAMS))
+    params["features"]["copy_synthesis"] = {"methods": ["phase_vocoder", "tape_recorder"]}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(SettingsError, match=r"features\.copy_synthesis\.methods: unknown \['tape_recorder'\]"):
+        load_settings(tmp_path / "p.yaml")
+    params["features"]["copy_synthesis"] = {"methods": ["phase_vocoder", "phase_vocoder"]}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(SettingsError, match="listed twice"):
+        load_settings(tmp_path / "p.yaml")
+    del params["features"]["copy_synthesis"]
+    params["copy_synthesis"] = {"methods": []}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(SettingsError, match="under features"):
+        load_settings(tmp_path / "p.yaml")
