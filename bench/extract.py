@@ -5,7 +5,9 @@
 Kernels are timed alone in this process (load + resample, F0, subband, the excitation statistics
 when features.excitation is on, shard write); their
 summed time per utterance is the limit one core can reach. The pipeline is
-pipeline.extract.extract_partition with n_jobs 1 and 2 on the same utterances. Run after
+pipeline.extract.extract_partition with n_jobs 1 and 2 on the same utterances (without copy
+synthesis). With features.copy_synthesis on, each method's vocoder is timed alone per bona fide
+utterance too, and set against one utterance's feature kernels. Run after
 `make repro` (it reads the mini corpus manifest). Prints a table and writes bench/results/extract.json.
 """
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np  # noqa: E402
 from joblib import Parallel, delayed  # noqa: E402
 
 import features  # noqa: E402
+from features.copy_synthesis import copy_synthesise  # noqa: E402
 from pipeline.extract import extract_partition  # noqa: E402
 from pipeline.manifest import read_manifest, write_manifest  # noqa: E402
 from pipeline.settings import ExtractSettings, load_settings  # noqa: E402
@@ -60,6 +63,22 @@ def time_kernels(rows, settings) -> dict[str, float]:
     return {k: v / len(rows) for k, v in totals.items()}
 
 
+def time_copy_synthesis(rows, settings, methods) -> dict[str, float]:
+    """Seconds per bona fide utterance of making each copy-synthesis spoof (the vocoder alone;
+    its features then cost what any utterance's do)."""
+    bonafide = [path for utt, path, _ in rows if utt.label == 1]
+    seconds = {}
+    for method in methods:
+        total = 0.0
+        for i, path in enumerate(bonafide):
+            x = features.load_audio(path, settings.sample_rate)
+            t0 = time.perf_counter()
+            copy_synthesise(x, settings.sample_rate, method, np.random.default_rng(i))
+            total += time.perf_counter() - t0
+        seconds[method] = total / max(1, len(bonafide))
+    return seconds
+
+
 def time_pipeline(manifest: Path, settings, n_jobs: int, shard_size: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
@@ -77,12 +96,14 @@ def main() -> int:
     if not Path(args.manifest).is_file():
         print(f"{args.manifest} not found: run `make repro` first", file=sys.stderr)
         return 1
-    settings = load_settings(args.params).features
+    all_settings = load_settings(args.params)
+    settings = all_settings.features
     rows = read_manifest(args.manifest)[: args.utterances]
     n = len(rows)
     Parallel(n_jobs=2)(delayed(os.getpid)() for _ in range(4))  # start the worker pool once
     kernels = time_kernels(rows, settings)
     limit = 1.0 / sum(kernels.values())
+    copies = time_copy_synthesis(rows, settings, all_settings.copy_synthesis.methods)
     with tempfile.TemporaryDirectory() as tmp:
         manifest = Path(tmp) / "bench.tsv"
         write_manifest(rows, manifest)
@@ -95,6 +116,10 @@ def main() -> int:
         "pipeline_utt_per_s": {str(k): round(v, 1) for k, v in pipeline.items()},
         "pipeline_1_worker_vs_kernel_limit": round(pipeline[1] / limit, 3),
         "speedup_2_vs_1_workers": round(pipeline[2] / pipeline[1], 2),
+        # features.copy_synthesis: the vocoder per bona fide utterance (the train partition only),
+        # and as a share of one utterance's feature kernels
+        "copy_synthesis_ms_per_bonafide": {m: round(v * 1e3, 2) for m, v in copies.items()},
+        "copy_synthesis_vs_feature_kernels": {m: round(v * limit, 2) for m, v in copies.items()},
     }
     out = Path("bench/results")
     out.mkdir(parents=True, exist_ok=True)
@@ -104,6 +129,9 @@ def main() -> int:
     print(f"kernel limit            {limit:7.1f} utt/s per core")
     print(f"pipeline, 1 worker      {pipeline[1]:7.1f} utt/s  ({pipeline[1] / limit:.0%} of the limit)")
     print(f"pipeline, 2 workers     {pipeline[2]:7.1f} utt/s  ({pipeline[2] / pipeline[1]:.2f}x of 1 worker)")
+    for method, seconds in copies.items():
+        print(f"copy synthesis {method}: {seconds * 1e3:.1f} ms per bona fide utterance "
+              f"({seconds * limit:.2f}x one utterance's feature kernels)")
     return 0
 
 

@@ -116,7 +116,8 @@ def model_input(subband: np.ndarray, f0: np.ndarray | None, f0_channel: bool) ->
 class ShardDataset(Dataset):
     """Items: (input [channels, bins, frames] float32, label int64, global index).
 
-    train=True reads the original or one of its stored augmented copies, crops at a random start
+    train=True reads the original or one of its stored augmented copies (and the copy-synthesis
+    spoofs as items of their own), crops at a random start
     (drawn as __getitem__ says: per (seed, epoch, item)) and applies the augmentations (frequency
     stretch, then the masks); train=False reads originals only, never augments
     and gives the evaluation input (`eval_frames`): the first `frames` frames ("crop") or the
@@ -143,18 +144,19 @@ class ShardDataset(Dataset):
         sizes = [len(r) for r in readers]
         self.starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         # Items: positions of the original utterances in the shards' concatenation, without the
-        # excluded attacks' spoofs. Augmented copies (train shards with features.augment) sit right
-        # after their original: training draws one of the K + 1 versions each time it reads an
-        # item; evaluation reads the originals only.
+        # excluded attacks' spoofs; in training also the copy-synthesis spoofs (copy -1, train
+        # shards with features.copy_synthesis). Augmented copies (copy k > 0, features.augment)
+        # sit right after their item: training draws one of the K + 1 versions each time it
+        # reads an item; evaluation reads the originals only.
         attacks = np.concatenate([np.asarray(r.attack) for r in readers]) if readers else np.zeros(0, str)
         copy = np.concatenate([r.copy for r in readers]) if readers else np.zeros(0, np.int16)
-        original = copy == 0
-        originals = np.flatnonzero(original)
-        self.items = np.flatnonzero(original & ~np.isin(attacks, list(exclude_attacks))).astype(np.int64)
+        heads = np.flatnonzero(copy <= 0)  # records that augmented copies follow
+        item = (copy == 0) | ((copy < 0) & train)
+        self.items = np.flatnonzero(item & ~np.isin(attacks, list(exclude_attacks))).astype(np.int64)
         labels = np.concatenate([r.label for r in readers]).astype(np.int64) if readers else np.zeros(0, np.int64)
         self.labels = labels[self.items]
-        copies_after = np.diff(np.append(originals, len(copy))) - 1  # per original, in order
-        self.copies = (copies_after[np.searchsorted(originals, self.items)] if train
+        copies_after = np.diff(np.append(heads, len(copy))) - 1  # per head, in order
+        self.copies = (copies_after[np.searchsorted(heads, self.items)] if train
                        else np.zeros(len(self.items), np.int64))
 
     def __len__(self) -> int:

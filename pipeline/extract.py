@@ -25,7 +25,7 @@ from tqdm import tqdm
 import features
 from features.augment import augment as augment_waveform
 from features.augment import augment_seed
-from features.copy_synthesis import COPY_ATTACKS, METHODS, copy_seed, copy_synthesise, copy_utt_id
+from features.copy_synthesis import METHODS, copy_seed, copy_synthesise, copy_utt_id
 from pipeline.manifest import read_manifest
 from pipeline.protocol import ProtocolError
 from pipeline.settings import (PARTITIONS, AugmentSettings, CopySynthesisSettings, ExtractSettings, FeatureSettings,
@@ -64,7 +64,8 @@ def extract_shard(rows: list, path: Path, settings: FeatureSettings, on_error: s
     With augment.copies = K, each utterance is followed by K augmented copies (features.augment),
     each from its own seed. With copy_synthesis.methods, each bona fide utterance is followed
     (after its augmented copies) by one spoof per method, made from it by that vocoder
-    (features.copy_synthesis): an utterance of its own, id UTT~method, attack the method's id.
+    (features.copy_synthesis): a training item of its own (copy -1), id UTT~method, attack the
+    method's id. Neither kind counts as an utterance of the partition.
     """
     copies = augment.copies if augment is not None else 0
     methods = copy_synthesis.methods if copy_synthesis is not None else []
@@ -84,7 +85,7 @@ def extract_shard(rows: list, path: Path, settings: FeatureSettings, on_error: s
                 spoof = copy_synthesise(waveform, settings.sample_rate, method, np.random.default_rng(seed))
                 made.append((dataclasses.replace(utt, utt_id=copy_utt_id(utt.utt_id, method),
                                                  attack=METHODS[method][0], label=0),
-                             features.extract(spoof, settings.sample_rate, settings), (0, seed, method)))
+                             features.extract(spoof, settings.sample_rate, settings), (-1, seed, method)))
         except features.AudioError as err:
             if on_error == "stop":
                 raise ExtractionError(f"{utt.utt_id}: {err}") from None
@@ -93,7 +94,7 @@ def extract_shard(rows: list, path: Path, settings: FeatureSettings, on_error: s
         for record, (subband, f0), version in made:
             records.append((record, subband, f0))
             versions.append(version)
-    write_shard(path, records, settings, digest, skipped, versions if copies else None)
+    write_shard(path, records, settings, digest, skipped, versions if copies or methods else None)
     return len(rows) - len(skipped), skipped
 
 
@@ -158,11 +159,10 @@ def extract_partition(manifest: Path, out: Path, feature_settings: FeatureSettin
         reader = ShardReader(path, fingerprint)
         entry = {"file": name, "utterances": len(reader.originals), "frames": int(reader.offsets[-1]),
                  "sha256": file_sha256(path)}
-        if len(reader) > len(reader.originals):
-            entry["augmented_copies"] = len(reader) - len(reader.originals)
-        vocoded = sum(a in COPY_ATTACKS for a in np.asarray(reader.attack)[reader.originals])
-        if vocoded:
-            entry["copy_synthesis"] = int(vocoded)
+        if (reader.copy > 0).any():
+            entry["augmented_copies"] = int((reader.copy > 0).sum())
+        if (reader.copy < 0).any():
+            entry["copy_synthesis"] = int((reader.copy < 0).sum())
         entries.append(entry)
         skipped_all += reader.skipped
     write_index(out, entries, feature_settings, skipped_all)

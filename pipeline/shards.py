@@ -3,9 +3,11 @@
 A shard holds many utterances' features concatenated along time:
   subband float16 [total_frames, bins], f0 float32 [total_frames], offsets int64 [N+1],
   utt_id / speaker / attack strings [N], label int8 [N];
-  with augmentation (train shards, features.augment.copies > 0) also copy int16 [N] (0 = the
-  original, k = its k-th augmented copy, stored right after it), aug_seed int64 [N] and augment
-  strings [N] (what was done);
+  with augmentation or copy synthesis (train shards, features.augment.copies > 0 or
+  features.copy_synthesis.methods) also copy int16 [N] (0 = an utterance of the partition,
+  k > 0 = its k-th augmented copy, stored right after it, -1 = a copy-synthesis spoof made from
+  the bona fide before it, a training item of its own), aug_seed int64 [N] (the copy's seed) and
+  augment strings [N] (what was done; the method);
   attributes: the feature settings (JSON), their fingerprint, and the digest of the planned
   utterance list, so a rerun can tell a finished shard from one planned differently.
 A partition folder has shard-NNNNN.h5 files and an index.json listing them with checksums.
@@ -107,7 +109,8 @@ class ShardReader:
                 self.speaker = h5["speaker"].asstr()[:].tolist()
                 self.attack = h5["attack"].asstr()[:].tolist()
                 self.label = h5["label"][:]
-                # 0 = an original utterance; k > 0 = its k-th augmented copy (train shards only)
+                # 0 = an utterance of the partition; k > 0 = its k-th augmented copy; -1 = a
+                # copy-synthesis spoof (train shards only)
                 self.copy = h5["copy"][:] if "copy" in h5 else np.zeros(len(self.utt_id), np.int16)
                 self.n_bins = h5["subband"].shape[1]
                 self.settings = json.loads(h5.attrs["settings"])
@@ -120,7 +123,7 @@ class ShardReader:
                              f"expected {expected_fingerprint}); rerun extraction (`dvc repro`)")
 
     def __len__(self) -> int:
-        """Records, augmented copies included."""
+        """Records, augmented copies and copy-synthesis spoofs included."""
         return len(self.utt_id)
 
     @property

@@ -12,7 +12,7 @@ from features.copy_synthesis import (COPY_ATTACKS, METHODS, copy_seed, copy_synt
 from pipeline import extract, loao
 from pipeline.dataset import ShardDataset
 from pipeline.manifest import build_manifest, write_manifest
-from pipeline.settings import (CopySynthesisSettings, ExtractSettings, FeatureSettings, SettingsError,
+from pipeline.settings import (AugmentSettings, CopySynthesisSettings, ExtractSettings, FeatureSettings, SettingsError,
                                load_settings)
 from pipeline.shards import file_sha256, open_partition
 
@@ -78,12 +78,15 @@ def test_each_bona_fide_is_followed_by_its_vocoded_spoof_and_reruns_are_byte_ide
     attacks = [a for r in readers for a in r.attack]
     labels = [int(v) for r in readers for v in r.label]
     speakers = [s for r in readers for s in r.speaker]
-    bonafide = [i for i, label in enumerate(labels) if label == 1 and "~" not in ids[i]]
-    assert len(bonafide) == 3 and len(ids) == 6 + 3
+    copies = [int(c) for r in readers for c in r.copy]
+    bonafide = [i for i, label in enumerate(labels) if label == 1 and copies[i] == 0]
+    assert len(bonafide) == 3 and len(ids) == 6 + 3 and copies.count(-1) == 3
     for i in bonafide:   # the copy: next record, a spoof of the method's attack, the same speaker
-        assert ids[i + 1] == copy_utt_id(ids[i], "phase_vocoder")
+        assert ids[i + 1] == copy_utt_id(ids[i], "phase_vocoder") and copies[i + 1] == -1
         assert (attacks[i + 1], labels[i + 1], speakers[i + 1]) == ("V01", 0, speakers[i])
+    # the partition's utterances are the manifest's: the copies are counted on their own
     index = json.loads((tmp_path / "a/index.json").read_text())
+    assert sum(e["utterances"] for e in index["shards"]) == 6
     assert sum(e.get("copy_synthesis", 0) for e in index["shards"]) == 3
     run(manifests["train"], tmp_path / "b", settings)
     for entry in index["shards"]:
@@ -91,9 +94,14 @@ def test_each_bona_fide_is_followed_by_its_vocoded_spoof_and_reruns_are_byte_ide
     # another seed recomputes; the same settings keep every shard
     assert run(manifests["train"], tmp_path / "a", CopySynthesisSettings(["phase_vocoder"], 3))["computed"] == 2
     assert run(manifests["train"], tmp_path / "a", CopySynthesisSettings(["phase_vocoder"], 3))["computed"] == 0
-    # training reads the copies as spoofs like any other
-    training = ShardDataset(open_partition(tmp_path / "a", FeatureSettings()), frames=20, train=True, seed=1)
-    assert len(training) == 9 and int(training.labels.sum()) == 3
+    # training reads the copies as spoofs like any other; evaluation never sees them
+    readers = open_partition(tmp_path / "a", FeatureSettings())
+    training = ShardDataset(readers, frames=20, train=True, seed=1)
+    assert len(training) == 9 and int(training.labels.sum()) == 3 and not training.copies.any()
+    assert sum(training.utterance(i)[1] == "V01" for i in range(9)) == 3
+    evaluation = ShardDataset(readers, frames=20, train=False)
+    assert len(evaluation) == 6 and all("~" not in evaluation.utterance(i)[0] for i in range(6))
+    assert len(ShardDataset(readers, frames=20, train=True, exclude_attacks=["V01"])) == 6
 
 
 def test_extract_stage_copies_train_only_and_loao_never_holds_a_copy_out(manifests, tmp_path):
@@ -129,3 +137,18 @@ def test_copy_synthesis_settings_are_checked_where_they_live(tmp_path):
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
     with pytest.raises(SettingsError, match="under features"):
         load_settings(tmp_path / "p.yaml")
+
+
+def test_copies_follow_augmented_copies_and_training_draws_versions_of_originals_only(manifests, tmp_path):
+    extract.extract_partition(manifests["train"], tmp_path / "f", FeatureSettings(),
+                              ExtractSettings(n_jobs=1, shard_size=4), progress=False,
+                              augment=AugmentSettings(copies=1),
+                              copy_synthesis=CopySynthesisSettings(["phase_vocoder"]))
+    readers = open_partition(tmp_path / "f", FeatureSettings())
+    layout = [(int(c), int(label)) for r in readers for c, label in zip(r.copy, r.label)]
+    # a bona fide: itself, its augmented copy, its vocoded spoof; a spoof: itself and its copy
+    assert layout == [(0, 1), (1, 1), (-1, 0), (0, 0), (1, 0)] * 3
+    training = ShardDataset(readers, frames=20, train=True, seed=1)
+    assert len(training) == 9
+    assert [int(c) for c in training.copies] == [1, 0, 1] * 3
+    assert len(ShardDataset(readers, frames=20, train=False)) == 6

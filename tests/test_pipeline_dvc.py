@@ -66,6 +66,8 @@ def test_repro_builds_corpus_and_every_partitions_shards(project):
         stored = [u for r in readers for u in r.utt_id]
         copies = [copy_utt_id(u.utt_id, m) for u in utts for m in methods if u.label == 1 and part == "train"]
         assert sorted(stored) == sorted([u.utt_id for u in utts] + copies)
+        index = json.loads((work / "data/features" / part / "index.json").read_text())
+        assert index["utterances"] == len(utts)   # the copies are not utterances of the partition
         for reader in readers:
             assert reader.n_bins == 45 + settings.view2_bands + settings.n_excitation_rows
             sub, f0 = reader.read(0)
