@@ -106,3 +106,16 @@ def train_tiny_model(root: Path, features: FeatureSettings = FeatureSettings(), 
                                             precision=precision, exclude_attacks=list(exclude_attacks)))
     train.train(settings, root / "features", root / "models", root / "train.json", live_dir=None, progress=False)
     return root / "models/model.pt"
+
+
+@pytest.fixture
+def manifests(tmp_path):
+    """Manifests {train, dev: path} of a tiny tone corpus (6 utterances each, half bona fide)."""
+    from pipeline.manifest import build_manifest, write_manifest
+    root = make_tone_corpus(tmp_path / "corpus", partitions=("train", "dev"), per_partition=6)
+    paths = {}
+    for part in ("train", "dev"):
+        rows, _ = build_manifest(root, part)
+        paths[part] = tmp_path / f"{part}.tsv"
+        write_manifest(rows, paths[part])
+    return paths

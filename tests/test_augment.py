@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import ROOT, harmonic, make_tone_corpus
+from conftest import ROOT, harmonic
 from features.augment import CODECS, augment, augment_seed, codec_round_trip
 from pipeline import extract
 from pipeline.dataset import ShardDataset
-from pipeline.manifest import build_manifest, write_manifest
 from pipeline.settings import AugmentSettings, ExtractSettings, FeatureSettings, SettingsError, load_settings
 from pipeline.shards import file_sha256, open_partition
 
@@ -40,17 +39,6 @@ def test_codec_round_trip_keeps_length_and_changes_the_signal(codec):
     assert len(y) == len(x) and y.dtype == np.float32 and np.all(np.isfinite(y))
     assert not np.allclose(x, y, atol=1e-4)
     assert np.sqrt(np.mean(y ** 2)) > 0.1 * np.sqrt(np.mean(x ** 2))
-
-
-@pytest.fixture
-def manifests(tmp_path):
-    root = make_tone_corpus(tmp_path / "corpus", partitions=("train", "dev"), per_partition=6)
-    paths = {}
-    for part in ("train", "dev"):
-        rows, _ = build_manifest(root, part)
-        paths[part] = tmp_path / f"{part}.tsv"
-        write_manifest(rows, paths[part])
-    return paths
 
 
 def run(manifest, out, augment_settings):

@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import ROOT, make_tone_corpus
+from conftest import ROOT
 from features.copy_synthesis import (COPY_ATTACKS, METHODS, copy_seed, copy_synthesise, copy_utt_id,
                                      phase_vocoder_round_trip)
 from pipeline import extract, loao
 from pipeline.dataset import ShardDataset
-from pipeline.manifest import build_manifest, write_manifest
 from pipeline.settings import (AugmentSettings, CopySynthesisSettings, ExtractSettings, FeatureSettings, SettingsError,
                                load_settings)
 from pipeline.shards import file_sha256, open_partition
@@ -52,17 +51,6 @@ def test_copy_seed_and_id_depend_on_setting_utterance_and_method_only():
     assert copy_utt_id("U1", "phase_vocoder") == "U1~phase_vocoder"
     with pytest.raises(ValueError, match="unknown copy-synthesis method"):
         copy_synthesise(voiced(0.5), 16000, "tape_recorder", np.random.default_rng(0))
-
-
-@pytest.fixture
-def manifests(tmp_path):
-    root = make_tone_corpus(tmp_path / "corpus", partitions=("train", "dev"), per_partition=6)
-    paths = {}
-    for part in ("train", "dev"):
-        rows, _ = build_manifest(root, part)
-        paths[part] = tmp_path / f"{part}.tsv"
-        write_manifest(rows, paths[part])
-    return paths
 
 
 def run(manifest, out, copy_synthesis):
