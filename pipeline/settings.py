@@ -191,6 +191,12 @@ class FeatureSettings:
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+def _digest(settings) -> str:
+    """A short hash of a settings dataclass: what the train shards' extra records were made with."""
+    payload = json.dumps(dataclasses.asdict(settings), sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
 @dataclass(frozen=True)
 class CopySynthesisSettings:
     """params.yaml features.copy_synthesis: spoofs made from each training bona fide utterance by
@@ -211,10 +217,7 @@ class CopySynthesisSettings:
 
     def digest(self) -> str:
         """What the train shards' copies were made with ("" when there are none)."""
-        if not self.methods:
-            return ""
-        payload = json.dumps(dataclasses.asdict(self), sort_keys=True)
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+        return _digest(self) if self.methods else ""
 
 
 @dataclass(frozen=True)
@@ -254,10 +257,7 @@ class AugmentSettings:
 
     def digest(self) -> str:
         """What the train shards' copies were made with ("" when there are none)."""
-        if not self.copies:
-            return ""
-        payload = json.dumps(dataclasses.asdict(self), sort_keys=True)
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+        return _digest(self) if self.copies else ""
 
 
 @dataclass(frozen=True)
