@@ -5,7 +5,8 @@ without it and score its spoofs against the bona fide of the unseen speakers.
 
 With loao.enabled false (the default: it trains one model per attack, several times the main
 run's cost) the stage only writes metrics/loao.json saying so. Enabled, each attack X gets
-models/loao/X/ (params.yaml: params.yaml with train.exclude_attacks: [X], the model, its training
+models/loao/X/ (params.yaml: params.yaml with train.exclude_attacks: [X] and the copy-synthesis
+methods of its mechanism (features.copy_synthesis.KIN), the model, its training
 log): train.py runs on the training partition without X, choosing and calibrating on dev without
 X, and the model then scores X's spoofs of dev and eval against all bona fide of dev and eval (the
 speakers it never heard), as `python -m pipeline.evaluate` scores. metrics/loao.json has each
@@ -27,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from features.copy_synthesis import COPY_ATTACKS
+from features.copy_synthesis import COPY_ATTACKS, kin_copies
 from pipeline.evaluate import score_readers
 from pipeline.metrics import ScoreError, compute_eer, min_dcf
 from pipeline.preset import deep_update
@@ -57,10 +58,16 @@ def heldout_scores(model_path: Path, features: Path, settings: Settings, attack:
     return scores, labels
 
 
+def heldout_recipe(params: Path, attack: str) -> dict:
+    """The recipe of params.yaml without `attack`, and without the copy-synthesis spoofs made by
+    its mechanism (features.copy_synthesis.KIN), which would otherwise have shown it to training."""
+    return deep_update(yaml.safe_load(params.read_text()), {"train": {"exclude_attacks": [attack, *kin_copies(attack)]}})
+
+
 def run_attack(attack: str, params: Path, features: Path, out: Path, settings: Settings) -> dict:
     """Train without `attack` (train.py in its own process, as the train stage runs it) and score it."""
     out.mkdir(parents=True, exist_ok=True)
-    recipe = deep_update(yaml.safe_load(params.read_text()), {"train": {"exclude_attacks": [attack]}})
+    recipe = heldout_recipe(params, attack)
     run_params = out / "params.yaml"
     run_params.write_text(yaml.safe_dump(recipe, sort_keys=False))
     run_settings = load_settings(run_params)

@@ -7,8 +7,10 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from features.copy_synthesis import (COPY_ATTACKS, METHODS, copy_seed, copy_synthesise, copy_utt_id,
-                                     phase_vocoder_round_trip)
+import pyworld
+
+from features.copy_synthesis import (COPY_ATTACKS, KIN, METHODS, copy_seed, copy_synthesise, copy_utt_id,
+                                     harmonic_plus_noise, kin_copies, phase_vocoder_round_trip)
 from pipeline import extract, loao
 from pipeline.dataset import ShardDataset
 from pipeline.settings import (AugmentSettings, CopySynthesisSettings, ExtractSettings, FeatureSettings, SettingsError,
@@ -42,6 +44,28 @@ def test_phase_vocoder_draws_its_settings_from_the_rng():
     x = voiced(1.0)
     copies = [phase_vocoder_round_trip(x, 16000, np.random.default_rng(seed)) for seed in range(3)]
     assert not np.array_equal(copies[0], copies[1]) and not np.array_equal(copies[1], copies[2])
+
+
+def test_harmonic_plus_noise_keeps_the_pitch_and_makes_noise_noise():
+    x = voiced(2.0)
+    y = harmonic_plus_noise(x, 16000, np.random.default_rng(5))
+    f0 = [pyworld.stonemask(v.astype(np.float64), *pyworld.dio(v.astype(np.float64), 16000), 16000) for v in (x, y)]
+    both = (f0[0] > 0) & (f0[1] > 0)
+    assert both.mean() > 0.9 and np.median(np.abs(f0[1][both] / f0[0][both] - 1)) < 0.01
+    # no voice, no harmonics: white noise comes back as noise of the same level, not as a tone
+    noise = (0.1 * np.random.default_rng(0).standard_normal(16000)).astype(np.float32)
+    z = harmonic_plus_noise(noise, 16000, np.random.default_rng(5))
+    assert np.all(np.isfinite(z)) and abs(np.corrcoef(noise, z)[0, 1]) < 0.2
+    spectrum = np.abs(np.fft.rfft(z)) ** 2
+    assert spectrum.max() < 50 * spectrum.mean()
+    assert not np.array_equal(y, harmonic_plus_noise(x, 16000, np.random.default_rng(6)))
+
+
+def test_a_copy_method_of_a_corpus_attacks_mechanism_is_held_out_with_it():
+    assert set(KIN) <= COPY_ATTACKS
+    assert kin_copies("A12") == ["V02"] and kin_copies("A03") == [] and kin_copies("A04") == []
+    assert loao.heldout_recipe(ROOT_PARAMS, "A12")["train"]["exclude_attacks"] == ["A12", "V02"]
+    assert loao.heldout_recipe(ROOT_PARAMS, "A04")["train"]["exclude_attacks"] == ["A04"]
 
 
 def test_copy_seed_and_id_depend_on_setting_utterance_and_method_only():
