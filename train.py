@@ -353,7 +353,7 @@ def _train(settings, features_dir, out_dir, metrics_path, live_dir, resume, prog
     if master and ms.excitation_fusion:
         rows = settings.features.n_excitation_rows
         statistics_model = fit_statistics_model(train_set.utterance_statistics(rows), train_set.labels,
-                                                ms.excitation_fusion_c)
+                                                ms.excitation_fusion_c, ms.excitation_fusion_one_sided)
         fusion_base = {"statistics_model": statistics_model, "excitation_rows": rows}
         dev_logit = statistics_logit(statistics_model, dev_set.utterance_statistics(rows))
         try:

@@ -11,6 +11,12 @@ Two fits, both in train.py: the statistics model on the training utterances (the
 training set, without train.exclude_attacks), then the fusion weights, a two-input logistic
 regression, on dev with the network's dev scores. Both are stored in the model file as plain
 numbers (a dict of lists), so scoring needs neither pickles nor the training data.
+
+One-sided (model.excitation_fusion_one_sided): the statistics' log-odds are capped at 0, so they
+can lower a score (the excitation looks like a vocoder's) but never raise one. A held-out
+generator whose excitation the statistics take for a voice (the neural TTS Kokoro: 38 % alone)
+then keeps the network's score instead of being pushed towards bona fide. The cap is part of the
+statistics model's numbers ("one_sided"), so every scorer applies it.
 """
 from __future__ import annotations
 
@@ -39,9 +45,10 @@ def _scale(values: np.ndarray) -> np.ndarray:
     return np.where(scale > 1e-12, scale, 1.0)
 
 
-def fit_statistics_model(statistics: np.ndarray, labels: np.ndarray, c: float = 1.0) -> dict:
+def fit_statistics_model(statistics: np.ndarray, labels: np.ndarray, c: float = 1.0, one_sided: bool = False) -> dict:
     """Quadratic logistic regression, bona fide (label 1) against spoof, classes weighted equally;
-    c: the inverse L2 strength. Returns its numbers as lists (what the model file stores)."""
+    c: the inverse L2 strength; one_sided: its log-odds capped at 0 (statistics_logit). Returns its
+    numbers as lists (what the model file stores)."""
     statistics = np.asarray(statistics, dtype=np.float64)
     labels = np.asarray(labels)
     if not np.isfinite(statistics).all():
@@ -54,13 +61,17 @@ def fit_statistics_model(statistics: np.ndarray, labels: np.ndarray, c: float = 
     regression = LogisticRegression(C=c, max_iter=5000, class_weight="balanced")
     regression.fit((terms - model["term_mean"]) / model["term_scale"], labels)
     model.update(coef=regression.coef_[0], intercept=float(regression.intercept_[0]))
+    if one_sided:  # absent otherwise, so the model files of two-sided fusions stay as they were
+        model["one_sided"] = True
     return {key: value.tolist() if isinstance(value, np.ndarray) else value for key, value in model.items()}
 
 
 def statistics_logit(model: dict, statistics: np.ndarray) -> np.ndarray:
-    """The statistics model's log-odds of bona fide, one per row of statistics."""
-    arrays = {key: np.asarray(value, dtype=np.float64) for key, value in model.items()}
-    return _expand(arrays, statistics) @ arrays["coef"] + arrays["intercept"]
+    """The statistics model's log-odds of bona fide, one per row of statistics (at most 0 for a
+    one-sided model)."""
+    arrays = {key: np.asarray(value, dtype=np.float64) for key, value in model.items() if key != "one_sided"}
+    logit = _expand(arrays, statistics) @ arrays["coef"] + arrays["intercept"]
+    return np.minimum(logit, 0.0) if model.get("one_sided") else logit
 
 
 def fit_fusion(network_scores: np.ndarray, statistics_logits: np.ndarray, labels: np.ndarray) -> dict:

@@ -322,6 +322,8 @@ class ModelSettings:
     # the excitation rows (model/fusion.py; needs features.excitation); its inverse L2 strength.
     excitation_fusion: bool = False
     excitation_fusion_c: float = 1.0
+    # One-sided: the statistics' log-odds capped at 0, so they can lower a score, never raise it.
+    excitation_fusion_one_sided: bool = False
 
     def validate(self, path: str) -> None:
         _positive(self.view2_dim, f"{path}.view2_dim")

@@ -59,6 +59,21 @@ def test_statistics_model_learns_a_quadratic_boundary_and_stores_plain_numbers()
         fit_statistics_model(x, np.ones(400, int))
 
 
+def test_a_one_sided_statistics_model_can_lower_a_score_but_never_raise_it():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(300, 3))
+    labels = (x[:, 0] + 0.3 * rng.normal(size=300) > 0).astype(int)
+    two_sided, one_sided = fit_statistics_model(x, labels), fit_statistics_model(x, labels, one_sided=True)
+    json.dumps(one_sided)
+    assert "one_sided" not in two_sided  # model files of two-sided fusions stay as they were
+    logit, capped = statistics_logit(two_sided, x), statistics_logit(one_sided, x)
+    assert (logit > 0).any() and (logit < 0).any()
+    np.testing.assert_allclose(capped, np.minimum(logit, 0.0))
+    # the fused score: a spoof-like excitation pulls a score down, a voice-like one adds nothing
+    fusion = {"statistics_model": one_sided, "weights": {"w_network": 1.0, "w_statistics": 1.0, "bias": 0.0}}
+    np.testing.assert_allclose(fused_scores(fusion, np.zeros(300), x), np.minimum(logit, 0.0))
+
+
 def test_fusion_weights_follow_the_informative_input():
     rng = np.random.default_rng(1)
     labels = np.r_[np.ones(100, int), np.zeros(100, int)]

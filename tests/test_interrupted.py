@@ -6,7 +6,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 import yaml
 
 from conftest import ROOT, make_feature_shards, make_tone_corpus, repository_features
