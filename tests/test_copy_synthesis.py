@@ -4,11 +4,10 @@ import json
 import librosa
 import numpy as np
 import pytest
+import pyworld
 import yaml
 
 from conftest import ROOT
-import pyworld
-
 from features.copy_synthesis import (COPY_ATTACKS, KIN, METHODS, copy_seed, copy_synthesise, copy_utt_id,
                                      harmonic_plus_noise, kin_copies, phase_vocoder_round_trip)
 from pipeline import extract, loao
