@@ -16,6 +16,7 @@ import hashlib
 import librosa
 import numpy as np
 import pyworld
+import scipy.signal
 
 __all__ = ["COPY_ATTACKS", "METHODS", "copy_seed", "copy_synthesise", "copy_utt_id", "harmonic_plus_noise",
            "kin_copies", "phase_vocoder_round_trip"]
@@ -90,7 +91,7 @@ def harmonic_plus_noise(x: np.ndarray, rate: int, rng: np.random.Generator) -> n
     freqs = np.arange(magnitude.shape[0]) * rate / n_fft
     share = np.where(voiced[None, :], np.where(freqs[:, None] < max_voiced_hz, noise_under_harmonics, 1.0), 1.0)
     white = librosa.stft(rng.standard_normal(len(x)), n_fft=n_fft, hop_length=hop, window="hann")[:, :n]
-    white /= np.sqrt(np.sum(np.hanning(n_fft) ** 2))
+    white /= np.sqrt(np.sum(scipy.signal.get_window("hann", n_fft) ** 2))  # the window librosa used
     noise = librosa.istft(white * magnitude * share, n_fft=n_fft, hop_length=hop, window="hann", length=len(x))
     return _level_like(x, harmonic + noise)
 
