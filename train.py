@@ -351,11 +351,13 @@ def _train(settings, features_dir, out_dir, metrics_path, live_dir, resume, prog
     dev_loader = eval_loader(dev_set, ts.batch_size, workers, device, persistent=True) if master else None
     fusion_base, dev_logit = None, None  # the score fusion's statistics model, its dev log-odds (model/fusion.py)
     if master and ms.excitation_fusion:
-        rows = settings.features.n_excitation_rows
-        statistics_model = fit_statistics_model(train_set.utterance_statistics(rows), train_set.labels,
+        rows, hnr_rows = settings.features.n_excitation_rows, settings.features.n_harmonicity_rows
+        statistics_model = fit_statistics_model(train_set.utterance_statistics(rows, hnr_rows), train_set.labels,
                                                 ms.excitation_fusion_c, ms.excitation_fusion_one_sided)
         fusion_base = {"statistics_model": statistics_model, "excitation_rows": rows}
-        dev_logit = statistics_logit(statistics_model, dev_set.utterance_statistics(rows))
+        if hnr_rows:  # absent otherwise, so the model files of fusions without it stay as they were
+            fusion_base["harmonicity_rows"] = hnr_rows
+        dev_logit = statistics_logit(statistics_model, dev_set.utterance_statistics(rows, hnr_rows))
         try:
             alone = f"its dev EER alone {score_eer(dev_logit, dev_set.labels):.2%}"
         except ScoreError as err:

@@ -4,12 +4,13 @@ from __future__ import annotations
 import numpy as np
 
 from .audio import AudioError, check_waveform, load_audio, resample, to_mono
-from .excitation import excitation_statistics
+from .excitation import excitation_statistics, utterance_statistics
 from .f0 import compute_f0
+from .harmonicity import frame_hnr, utterance_hnr
 from .subband import n_frames, preemphasis, subband_spectrogram
 
-__all__ = ["AudioError", "check_waveform", "compute_f0", "excitation_statistics", "extract", "load_audio", "n_frames",
-           "preemphasis", "resample", "subband_spectrogram", "to_mono"]
+__all__ = ["AudioError", "check_waveform", "compute_f0", "excitation_statistics", "extract", "frame_hnr",
+           "fusion_statistics", "load_audio", "n_frames", "preemphasis", "resample", "subband_spectrogram", "to_mono"]
 
 
 def extract(waveform: np.ndarray, sample_rate: int, settings,
@@ -17,8 +18,9 @@ def extract(waveform: np.ndarray, sample_rate: int, settings,
     """The one feature implementation used by extraction and detect.
 
     Returns (subband [frames, bins] float32, f0 [frames] float32 in Hz), aligned frame for frame
-    (with settings.excitation the excitation statistics are the subband's last rows);
-    f0 is None with with_f0=False (a model without an F0 channel: pyworld is the costly part).
+    (with settings.excitation the excitation statistics are the subband's last rows, with
+    settings.harmonicity each frame's HNR after them); f0 is None with with_f0=False (a model
+    without an F0 channel: pyworld is the costly part).
     The waveform is mixed to mono and resampled to settings.sample_rate first if needed.
     """
     waveform = check_waveform(np.asarray(to_mono(np.asarray(waveform)), dtype=np.float32))
@@ -28,7 +30,21 @@ def extract(waveform: np.ndarray, sample_rate: int, settings,
         statistics = excitation_statistics(waveform, settings.sample_rate, settings.hop_length,
                                            preemphasis_coefficient=settings.preemphasis)
         subband = np.concatenate([subband, statistics], axis=1)
+    if getattr(settings, "harmonicity", False):
+        hnr = frame_hnr(waveform, settings.sample_rate, settings.hop_length, len(subband))
+        subband = np.concatenate([subband, hnr[:, None]], axis=1)
     if not with_f0:
         return subband, None
     f0 = compute_f0(waveform, settings.sample_rate, len(subband), settings)
     return subband, f0
+
+
+def fusion_statistics(subband: np.ndarray, f0: np.ndarray, excitation_rows: int, harmonicity_rows: int = 0) -> np.ndarray:
+    """What the score fusion's statistics model reads of one utterance, from its stored rows
+    (extract's subband, the whole utterance): the excitation statistics summarised
+    (excitation.utterance_statistics), then, with a harmonicity row, its median HNR."""
+    end = subband.shape[1] - harmonicity_rows
+    statistics = utterance_statistics(subband[:, end - excitation_rows:end], f0)
+    if harmonicity_rows:
+        statistics = np.append(statistics, utterance_hnr(subband[:, -1]))
+    return statistics

@@ -63,10 +63,13 @@ class Detector(nn.Module):
     in the input, i.e. the subband's bin count), the rows from there go through their own
     BandBranch; with excitation_rows > 0 the input's last rows (the excitation statistics) go
     through an ExcitationBranch. The embeddings are concatenated before the head (embedding-level
-    fusion)."""
+    fusion). ignored_rows: rows after all of those that the network never reads (the harmonicity,
+    for the score fusion only); they are dropped first."""
 
-    def __init__(self, settings, view2_split: int | None = None, excitation_rows: int = 0):
+    def __init__(self, settings, view2_split: int | None = None, excitation_rows: int = 0,
+                 ignored_rows: int = 0):
         super().__init__()
+        self.ignored_rows = ignored_rows
         in_channels = 2 if settings.f0_channel else 1
         self.input_norm = settings.input_norm
         self.view2_split = view2_split
@@ -90,7 +93,9 @@ class Detector(nn.Module):
 
     def forward(self, x: torch.Tensor) -> AngularOutput:
         # x: [batch, channels, rows, frames]: the subband's bins, the second view's bands, the
-        # excitation statistics.
+        # excitation statistics, the rows only the score fusion reads.
+        if self.ignored_rows:
+            x = x[:, :, :-self.ignored_rows]
         excitation = None
         if self.excitation is not None:
             x, excitation = x[:, :, :-self.excitation_rows], x[:, :, -self.excitation_rows:]
@@ -110,12 +115,14 @@ class Detector(nn.Module):
 
 def build_model(model_settings, feature_settings=None) -> Detector:
     """The network for these model settings; feature_settings (when given) say whether the input
-    carries a second view after the subband's bins, and excitation statistics after that."""
+    carries a second view after the subband's bins, excitation statistics after that, and the
+    harmonicity last."""
     split = None
     if feature_settings is not None and getattr(feature_settings, "view2_bands", 0):
         split = feature_settings.n_subband_bins
     excitation_rows = getattr(feature_settings, "n_excitation_rows", 0) if feature_settings is not None else 0
-    return Detector(model_settings, split, excitation_rows)
+    ignored_rows = getattr(feature_settings, "n_harmonicity_rows", 0) if feature_settings is not None else 0
+    return Detector(model_settings, split, excitation_rows, ignored_rows)
 
 
 def head_loss(settings):

@@ -92,5 +92,6 @@ def combine(weights: dict, network_scores: np.ndarray, statistics_logits: np.nda
 
 def fused_scores(fusion: dict, network_scores: np.ndarray, statistics: np.ndarray) -> np.ndarray:
     """The fused score of each utterance from the network's score and its utterance statistics;
-    fusion: {"statistics_model", "excitation_rows", "weights"} as the model file stores it."""
+    fusion: {"statistics_model", "excitation_rows", ["harmonicity_rows",] "weights"} as the model file
+    stores it; statistics: features.fusion_statistics of each utterance."""
     return combine(fusion["weights"], network_scores, statistics_logit(fusion["statistics_model"], statistics))

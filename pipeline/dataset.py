@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from features.excitation import N_UTTERANCE_STATISTICS, utterance_statistics
+from features import fusion_statistics
+from features.excitation import N_UTTERANCE_STATISTICS
 
 
 def mirror_pad(x: np.ndarray, frames: int) -> np.ndarray:
@@ -173,16 +174,17 @@ class ShardDataset(Dataset):
         frames = np.concatenate([np.diff(r.offsets) for r in self.readers]) if self.readers else np.zeros(0)
         return np.array([eval_length(int(n), self.frames, self.eval_input) for n in frames[self.items]], np.int64)
 
-    def utterance_statistics(self, excitation_rows: int) -> np.ndarray:
-        """[items, N_UTTERANCE_STATISTICS]: each item's excitation statistics (its original's last
-        `excitation_rows` rows, the whole utterance, never a crop) summarised per utterance, for
-        the score fusion (model/fusion.py)."""
+    def utterance_statistics(self, excitation_rows: int, harmonicity_rows: int = 0) -> np.ndarray:
+        """[items, statistics]: each item's excitation statistics (its original's
+        `excitation_rows` rows before the last `harmonicity_rows`, the whole utterance, never a
+        crop) summarised per utterance, and its median HNR with a harmonicity row, for the score
+        fusion (model/fusion.py; features.fusion_statistics)."""
         rows = []
         for index in range(len(self)):
             shard, i = self.locate(index)
             subband, f0 = self.readers[shard].read(i)
-            rows.append(utterance_statistics(subband[:, -excitation_rows:], f0))
-        return np.array(rows).reshape(len(rows), N_UTTERANCE_STATISTICS)
+            rows.append(fusion_statistics(subband, f0, excitation_rows, harmonicity_rows))
+        return np.array(rows).reshape(len(rows), N_UTTERANCE_STATISTICS + harmonicity_rows)
 
     def utterance(self, index: int) -> tuple[str, str, int]:
         shard, i = self.locate(index)

@@ -34,7 +34,6 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 import features
-from features.excitation import utterance_statistics
 from model.fusion import fused_scores
 from pipeline.dataset import eval_frames, eval_length, length_batches, model_input
 from pipeline.calibration import bonafide_probability, to_llr
@@ -123,7 +122,8 @@ class Detector:
         """The utterance statistics the score fusion reads (None without a fusion)."""
         if not self.fusion:
             return None
-        return utterance_statistics(subband[:, -self.fusion["excitation_rows"]:], f0)
+        return features.fusion_statistics(subband, f0, self.fusion["excitation_rows"],
+                                          self.fusion.get("harmonicity_rows", 0))
 
     def score_batch(self, inputs: list[torch.Tensor], statistics: list | None = None) -> list[float]:
         """Scores of inputs of equal length, in one forward pass (fused with their utterance

@@ -229,7 +229,8 @@ def model_scores(state: dict, dataset, network_scores: np.ndarray) -> np.ndarray
     fusion = state.get("fusion")
     if not fusion:
         return network_scores
-    return fused_scores(fusion, network_scores, dataset.utterance_statistics(fusion["excitation_rows"]))
+    statistics = dataset.utterance_statistics(fusion["excitation_rows"], fusion.get("harmonicity_rows", 0))
+    return fused_scores(fusion, network_scores, statistics)
 
 
 def decision_loss(logit: np.ndarray, labels: np.ndarray) -> float:

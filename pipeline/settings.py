@@ -126,6 +126,10 @@ class FeatureSettings:
     # Excitation statistics (features/excitation.py): 4 rows per frame after everything else,
     # how impulsive each frame's LPC residual is; read by a branch of their own. false = none.
     excitation: bool = False
+    # Harmonicity (features/harmonicity.py): 1 row per frame after the excitation statistics, the
+    # frame's harmonics-to-noise ratio in dB (0 where unvoiced), read by the score fusion's
+    # statistics model only, never by the network. false = none.
+    harmonicity: bool = False
 
     def validate(self, path: str) -> None:
         if self.view2_bands < 0:
@@ -166,10 +170,14 @@ class FeatureSettings:
         return len(EXCITATION_STATISTICS) if self.excitation else 0
 
     @property
+    def n_harmonicity_rows(self) -> int:
+        return 1 if self.harmonicity else 0
+
+    @property
     def n_bins(self) -> int:
-        """Rows of the stored feature: the subband's bins, the second view's bands, then the
-        excitation statistics."""
-        return self.n_spectral_rows + self.n_excitation_rows
+        """Rows of the stored feature: the subband's bins, the second view's bands, the
+        excitation statistics, then the harmonicity."""
+        return self.n_spectral_rows + self.n_excitation_rows + self.n_harmonicity_rows
 
     @property
     def frame_period_ms(self) -> float:
@@ -185,8 +193,9 @@ class FeatureSettings:
         if not fields["view2_bands"]:
             for key in ("view2_bands", "view2_min_hz", "view2_max_hz"):
                 del fields[key]
-        if not fields["excitation"]:
-            del fields["excitation"]
+        for key in ("excitation", "harmonicity"):
+            if not fields[key]:
+                del fields[key]
         payload = json.dumps({"version": FEATURE_VERSION, **fields}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -498,13 +507,17 @@ class Settings:
     def check_across(self) -> None:
         """The rules that span sections. load_settings applies them; train() applies them again,
         for settings built in code."""
-        if self.train.freq_stretch > 0 and (self.features.view2_bands or self.features.excitation):
+        if self.train.freq_stretch > 0 and (self.features.view2_bands or self.features.excitation
+                                            or self.features.harmonicity):
             raise SettingsError("train.freq_stretch: stretches the subband's frequency axis, but with "
-                                "features.view2_bands > 0 or features.excitation the rows of those follow "
-                                "it in the same input; turn one of them off")
+                                "features.view2_bands > 0, features.excitation or features.harmonicity the "
+                                "rows of those follow it in the same input; turn one of them off")
         if self.model.excitation_fusion and not self.features.excitation:
             raise SettingsError("model.excitation_fusion: fuses a model of the excitation statistics, but "
                                 "features.excitation is false; turn both on or model.excitation_fusion off")
+        if self.features.harmonicity and not self.model.excitation_fusion:
+            raise SettingsError("features.harmonicity: only the score fusion's statistics model reads it, but "
+                                "model.excitation_fusion is false; turn both on or features.harmonicity off")
 
 
 def _positive(value, path: str) -> None:

@@ -1,0 +1,117 @@
+"""Harmonicity (features/harmonicity.py): what each frame's HNR says, how the shards store it,
+that the network never reads it and that every scorer fuses it alike."""
+import dataclasses
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+import features
+from conftest import harmonic, train_tiny_model
+from features.excitation import N_UTTERANCE_STATISTICS
+from features.harmonicity import SILENT_DB, frame_hnr, utterance_hnr
+from model import build_model
+from model.fusion import fused_scores
+from pipeline.scoring import load_model
+from pipeline.settings import FeatureSettings, ModelSettings, SettingsError, Settings
+from pipeline.shards import open_partition
+
+RATE, HOP = 16000, 130
+HARMONICITY = dataclasses.replace(FeatureSettings(), view2_bands=24, excitation=True, harmonicity=True)
+
+
+def pulses(f0: float, seconds: float, jitter: float = 0.0, seed: int = 0) -> np.ndarray:
+    """A glottal-like pulse train (decaying resonance per period); jitter: the relative spread of
+    each period's length."""
+    rng = np.random.default_rng(seed)
+    x = np.zeros(int(seconds * RATE))
+    ring = np.exp(-np.arange(160) / 25.0) * np.sin(2 * np.pi * 700 * np.arange(160) / RATE)
+    t = 0.0
+    while t < len(x) - len(ring):
+        x[int(t):int(t) + len(ring)] += ring
+        t += RATE / f0 * (1 + jitter * rng.standard_normal())
+    return x
+
+
+def median_hnr(x: np.ndarray) -> float:
+    return utterance_hnr(frame_hnr(x, RATE, HOP, len(x) // HOP + 1))
+
+
+def test_hnr_tracks_how_much_of_the_signal_repeats():
+    rng = np.random.default_rng(0)
+    clean = pulses(160, 1.0)  # a period of exactly 100 samples
+    noise = rng.standard_normal(len(clean))
+    scale = np.sqrt(np.mean(clean ** 2) / np.mean(noise ** 2))
+    exact, at_10db, at_0db = (median_hnr(clean + scale * 10 ** (-snr / 20) * noise) for snr in (60, 10, 0))
+    assert exact > 25.0  # an exact repetition: as high as the clip allows
+    assert at_10db == pytest.approx(10.0, abs=1.5) and at_0db == pytest.approx(0.0, abs=1.5)
+    assert median_hnr(noise) < -5.0
+    # a voice's cycle-to-cycle jitter lowers it; a pitch-range search finds any F0 in 60-500 Hz
+    assert median_hnr(pulses(160, 1.0, jitter=0.03)) < exact - 8.0
+    assert median_hnr(pulses(80, 1.0)) > 25.0 and median_hnr(pulses(400, 1.0)) > 25.0
+
+
+def test_silence_is_stored_apart_and_a_silent_utterance_is_no_error():
+    x = np.r_[np.zeros(RATE // 2), pulses(150, 0.5)]
+    hnr = frame_hnr(x, RATE, HOP, len(x) // HOP + 1)
+    assert hnr.dtype == np.float32 and np.all(np.isfinite(hnr))
+    silent = hnr == SILENT_DB
+    assert silent[:50].all() and not silent[-50:-5].any()
+    assert utterance_hnr(hnr) == pytest.approx(utterance_hnr(hnr[~silent]))
+    assert utterance_hnr(frame_hnr(np.zeros(RATE), RATE, HOP, 124)) == SILENT_DB
+    # float16, as the shards store it, keeps the median within a hundredth of a dB
+    assert utterance_hnr(hnr.astype(np.float16)) == pytest.approx(utterance_hnr(hnr), abs=0.02)
+
+
+def test_extract_stores_one_row_last_and_the_network_never_reads_it():
+    x = harmonic(180, seconds=1.0)
+    without, f0 = features.extract(x, RATE, dataclasses.replace(HARMONICITY, harmonicity=False))
+    with_row, f0_too = features.extract(x, RATE, HARMONICITY)
+    assert with_row.shape == (len(without), HARMONICITY.n_bins) and HARMONICITY.n_bins == without.shape[1] + 1
+    np.testing.assert_array_equal(with_row[:, :-1], without)
+    np.testing.assert_array_equal(f0, f0_too)
+    # shards made without it keep their fingerprint
+    assert dataclasses.replace(HARMONICITY, harmonicity=False).fingerprint() != HARMONICITY.fingerprint()
+    assert FeatureSettings(harmonicity=False).fingerprint() == FeatureSettings().fingerprint()
+    torch.manual_seed(0)
+    network = build_model(ModelSettings(layers=[1, 1], planes=[16, 32], scale=4, stem_channels=8, view2_dim=16,
+                                        f0_channel=False), HARMONICITY).eval()
+    inputs = torch.from_numpy(with_row.T.copy())[None, None]
+    changed = inputs.clone()
+    changed[:, :, -1] = 1e4
+    with torch.no_grad():
+        torch.testing.assert_close(network(inputs).cos_theta, network(changed).cos_theta)
+
+
+def test_harmonicity_needs_the_score_fusion():
+    settings = Settings(features=HARMONICITY, model=ModelSettings(excitation_fusion=False))
+    with pytest.raises(SettingsError, match="features.harmonicity"):
+        settings.check_across()
+
+
+def test_the_fusion_reads_the_harmonicity_and_every_scorer_applies_it(tmp_path):
+    from pipeline import export
+    from pipeline.detect import Detector
+    from pipeline.evaluate import score_readers
+    from pipeline.settings import load_settings
+    from test_fusion import ROOT, network_scores
+    model_path = train_tiny_model(tmp_path, HARMONICITY, precision="fp32", fusion=True)
+    model, state = load_model(model_path)
+    fusion = state["fusion"]
+    assert fusion["excitation_rows"] == 4 and fusion["harmonicity_rows"] == 1
+    assert len(fusion["statistics_model"]["mean"]) == N_UTTERANCE_STATISTICS + 1
+    dev = open_partition(tmp_path / "features/dev", HARMONICITY)
+    dataset, scores, _ = score_readers(model, state, dev, load_settings(ROOT / "params.yaml"))
+    _, network, _ = network_scores(model, state, dev)
+    statistics = dataset.utterance_statistics(4, 1)
+    assert statistics.shape == (len(dataset), N_UTTERANCE_STATISTICS + 1)
+    np.testing.assert_allclose(scores, fused_scores(fusion, network, statistics))
+    files = []
+    for i, (f0, seconds) in enumerate(((150, 1.3), (210, 2.2))):
+        files.append(tmp_path / f"{i}.wav")
+        sf.write(files[-1], harmonic(f0, seconds=seconds), RATE)
+    detector = Detector(model_path)
+    one_by_one = np.array([detector.score(f) for f in files])
+    onnx = Detector(export.export(model_path, "onnx", tmp_path / "m.onnx"))
+    assert np.max(np.abs(np.array([onnx.score(f) for f in files]) - one_by_one)) <= 1e-3
