@@ -3,7 +3,7 @@
     python bench/extract.py [--manifest data/manifest/train.tsv] [--utterances 600]
 
 Kernels are timed alone in this process (load + resample, F0, subband, the excitation statistics
-when features.excitation is on, shard write); their
+when features.excitation is on, the harmonicity when features.harmonicity is, shard write); their
 summed time per utterance is the limit one core can reach. The pipeline is
 pipeline.extract.extract_partition with n_jobs 1 and 2 on the same utterances (without copy
 synthesis). With features.copy_synthesis on, each method's vocoder is timed alone per bona fide
@@ -38,6 +38,8 @@ def time_kernels(rows, settings) -> dict[str, float]:
     totals = {"load": 0.0, "f0": 0.0, "subband": 0.0, "write": 0.0}
     if settings.excitation:
         totals["excitation"] = 0.0
+    if settings.harmonicity:
+        totals["harmonicity"] = 0.0
     records = []
     for utt, path, _ in rows:
         t0 = time.perf_counter()
@@ -55,6 +57,11 @@ def time_kernels(rows, settings) -> dict[str, float]:
                                                    preemphasis_coefficient=settings.preemphasis)
             totals["excitation"] += time.perf_counter() - t3
             sub = np.concatenate([sub, stats], axis=1)
+        if settings.harmonicity:
+            t4 = time.perf_counter()
+            hnr = features.frame_hnr(x, settings.sample_rate, settings.hop_length, len(sub))
+            totals["harmonicity"] += time.perf_counter() - t4
+            sub = np.concatenate([sub, hnr[:, None]], axis=1)
         records.append((utt, sub, f0))
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()

@@ -46,7 +46,9 @@ def render(settings, parts: dict, train: dict, metrics: dict, loao: dict | None 
              f"{fs.view2_min_hz:g}-{fs.view2_max_hz:g} Hz)" if fs.view2_bands else "")
     if fs.excitation:
         view2 += ", and with per-frame excitation statistics (how impulsive the LPC residual is) through a branch of their own"
-    fusion = (", fused with a quadratic logistic model of 17 utterance statistics of the excitation "
+    statistics = ("18 utterance statistics (17 of the excitation and the median harmonics-to-noise ratio)"
+                  if fs.harmonicity else "17 utterance statistics of the excitation")
+    fusion = (f", fused with a quadratic logistic model of {statistics} "
               "(fitted on the training utterances; fusion weights fitted on dev)" if ms.excitation_fusion else "")
     lines = [
         "# Model card", "",
