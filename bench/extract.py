@@ -7,7 +7,9 @@ when features.excitation is on, the harmonicity when features.harmonicity is, sh
 summed time per utterance is the limit one core can reach. The pipeline is
 pipeline.extract.extract_partition with n_jobs 1 and 2 on the same utterances (without copy
 synthesis). With features.copy_synthesis on, each method's vocoder is timed alone per bona fide
-utterance too, and set against one utterance's feature kernels. Run after
+utterance too, and set against one utterance's feature kernels. With features.harmonicity on,
+Praat's own cross-correlation harmonicity (praat-parselmouth) is timed on the same utterances
+beside it, as the reference it replaces. Run after
 `make repro` (it reads the mini corpus manifest). Prints a table and writes bench/results/extract.json.
 """
 from __future__ import annotations
@@ -85,6 +87,21 @@ def time_copy_synthesis(rows, settings, methods) -> dict[str, float]:
     return seconds
 
 
+def time_praat_harmonicity(rows, settings) -> float:
+    """Seconds per utterance of Praat's cross-correlation harmonicity (10 ms steps, 60 Hz floor,
+    silence threshold 0.1, 1 period per window), what features.harmonicity computes in numpy."""
+    import parselmouth
+    from parselmouth.praat import call
+    total = 0.0
+    for utt, path, _ in rows:
+        sound = parselmouth.Sound(features.load_audio(path, settings.sample_rate).astype(np.float64),
+                                  float(settings.sample_rate))
+        t0 = time.perf_counter()
+        call(sound, "To Harmonicity (cc)", 0.01, 60.0, 0.1, 1.0)
+        total += time.perf_counter() - t0
+    return total / len(rows)
+
+
 def time_pipeline(manifest: Path, settings, n_jobs: int, shard_size: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
@@ -110,6 +127,7 @@ def main() -> int:
     kernels = time_kernels(rows, settings)
     limit = 1.0 / sum(kernels.values())
     copies = time_copy_synthesis(rows, settings, all_settings.copy_synthesis.methods)
+    praat = time_praat_harmonicity(rows, settings) if settings.harmonicity else None
     with tempfile.TemporaryDirectory() as tmp:
         manifest = Path(tmp) / "bench.tsv"
         write_manifest(rows, manifest)
@@ -127,6 +145,9 @@ def main() -> int:
         "copy_synthesis_ms_per_bonafide": {m: round(v * 1e3, 2) for m, v in copies.items()},
         "copy_synthesis_vs_feature_kernels": {m: round(v * limit, 2) for m, v in copies.items()},
     }
+    if praat is not None:
+        result["praat_harmonicity_ms_per_utt"] = round(praat * 1e3, 2)
+        result["praat_vs_harmonicity_kernel"] = round(praat / kernels["harmonicity"], 1)
     out = Path("bench/results")
     out.mkdir(parents=True, exist_ok=True)
     (out / "extract.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -138,6 +159,9 @@ def main() -> int:
     for method, seconds in copies.items():
         print(f"copy synthesis {method}: {seconds * 1e3:.1f} ms per bona fide utterance "
               f"({seconds * limit:.2f}x one utterance's feature kernels)")
+    if praat is not None:
+        print(f"Praat's harmonicity: {praat * 1e3:.1f} ms per utterance "
+              f"({praat / kernels['harmonicity']:.1f}x the harmonicity kernel)")
     return 0
 
 

@@ -115,3 +115,14 @@ def test_the_fusion_reads_the_harmonicity_and_every_scorer_applies_it(tmp_path):
     one_by_one = np.array([detector.score(f) for f in files])
     onnx = Detector(export.export(model_path, "onnx", tmp_path / "m.onnx"))
     assert np.max(np.abs(np.array([onnx.score(f) for f in files]) - one_by_one)) <= 1e-3
+
+
+def test_a_long_file_is_computed_in_blocks_with_the_same_values():
+    from features.harmonicity import BLOCK_FRAMES
+    x = pulses(160, 14.0, jitter=0.01, seed=3)  # > 1,700 frames: two blocks
+    n = len(x) // HOP + 1
+    assert n > BLOCK_FRAMES
+    whole = frame_hnr(x, RATE, HOP, n)
+    # the file from frame 600 on: its frame t is the whole file's frame 600 + t
+    part = frame_hnr(x[600 * HOP:], RATE, HOP, n - 600)
+    np.testing.assert_allclose(part[10:-10], whole[610:-10], atol=1e-4)
