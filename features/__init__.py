@@ -39,7 +39,8 @@ def extract(waveform: np.ndarray, sample_rate: int, settings,
     return subband, f0
 
 
-def fusion_statistics(subband: np.ndarray, f0: np.ndarray, excitation_rows: int, harmonicity_rows: int = 0) -> np.ndarray:
+def fusion_statistics(subband: np.ndarray, f0: np.ndarray, excitation_rows: int,
+                      harmonicity_rows: int = 0) -> np.ndarray:
     """What the score fusion's statistics model reads of one utterance, from its stored rows
     (extract's subband, the whole utterance): the excitation statistics summarised
     (excitation.utterance_statistics), then, with a harmonicity row, its median HNR."""

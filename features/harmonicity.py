@@ -11,9 +11,10 @@ fusion reads the median HNR of the frames that are not silent (docs/experiments.
 WORLD 22 -> 19 %, the mean over the 8 training attacks 13.0 -> 11.3 %).
 
 Why not Praat itself (praat-parselmouth is a dependency): its Harmonicity takes 11x the CPU time
-of this numpy version (`python bench/extract.py`: 55.6 against 5.1 ms per utterance), and they
-agree where it matters (the same gain in the fusion). Searching the whole pitch range matters: the same correlation searched only
-near the pyworld F0 period gave no gain at all.
+of this numpy version (`python bench/extract.py`, 2-core AMD EPYC without AMX: 55.6 against 5.1
+ms per utterance), and they agree where it matters (the same gain in the fusion). Searching the
+whole pitch range matters: the same correlation searched only near the pyworld F0 period gave no
+gain at all.
 
 Pure signal code: (waveform, rate, hop, frames) -> per-frame values.
 """

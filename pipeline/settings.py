@@ -127,7 +127,7 @@ class FeatureSettings:
     # how impulsive each frame's LPC residual is; read by a branch of their own. false = none.
     excitation: bool = False
     # Harmonicity (features/harmonicity.py): 1 row per frame after the excitation statistics, the
-    # frame's harmonics-to-noise ratio in dB (0 where unvoiced), read by the score fusion's
+    # frame's harmonics-to-noise ratio in dB (-40 where silent), read by the score fusion's
     # statistics model only, never by the network. false = none.
     harmonicity: bool = False
 
