@@ -352,12 +352,16 @@ def _train(settings, features_dir, out_dir, metrics_path, live_dir, resume, prog
     fusion_base, dev_logit = None, None  # the score fusion's statistics model, its dev log-odds (model/fusion.py)
     if master and ms.excitation_fusion:
         rows, hnr_rows = settings.features.n_excitation_rows, settings.features.n_harmonicity_rows
-        statistics_model = fit_statistics_model(train_set.utterance_statistics(rows, hnr_rows), train_set.labels,
-                                                ms.excitation_fusion_c, ms.excitation_fusion_one_sided)
+        phase_rows = settings.features.n_harmonic_phase_rows
+        statistics_model = fit_statistics_model(train_set.utterance_statistics(rows, hnr_rows, phase_rows),
+                                                train_set.labels, ms.excitation_fusion_c, ms.excitation_fusion_one_sided)
         fusion_base = {"statistics_model": statistics_model, "excitation_rows": rows}
-        if hnr_rows:  # absent otherwise, so the model files of fusions without it stay as they were
+        # Absent when 0, so the model files of fusions without them stay as they were.
+        if hnr_rows:
             fusion_base["harmonicity_rows"] = hnr_rows
-        dev_logit = statistics_logit(statistics_model, dev_set.utterance_statistics(rows, hnr_rows))
+        if phase_rows:
+            fusion_base["harmonic_phase_rows"] = phase_rows
+        dev_logit = statistics_logit(statistics_model, dev_set.utterance_statistics(rows, hnr_rows, phase_rows))
         try:
             alone = f"its dev EER alone {score_eer(dev_logit, dev_set.labels):.2%}"
         except ScoreError as err:

@@ -3,7 +3,8 @@
     python bench/extract.py [--manifest data/manifest/train.tsv] [--utterances 600]
 
 Kernels are timed alone in this process (load + resample, F0, subband, the excitation statistics
-when features.excitation is on, the harmonicity when features.harmonicity is, shard write); their
+when features.excitation is on, the harmonicity when features.harmonicity is, the harmonic phase
+when features.harmonic_phase is, shard write); their
 summed time per utterance is the limit one core can reach. The pipeline is
 pipeline.extract.extract_partition with n_jobs 1 and 2 on the same utterances (without copy
 synthesis). With features.copy_synthesis on, each method's vocoder is timed alone per bona fide
@@ -42,6 +43,8 @@ def time_kernels(rows, settings) -> dict[str, float]:
         totals["excitation"] = 0.0
     if settings.harmonicity:
         totals["harmonicity"] = 0.0
+    if settings.harmonic_phase:
+        totals["harmonic_phase"] = 0.0
     records = []
     for utt, path, _ in rows:
         t0 = time.perf_counter()
@@ -64,6 +67,11 @@ def time_kernels(rows, settings) -> dict[str, float]:
             hnr = features.frame_hnr(x, settings.sample_rate, settings.hop_length, len(sub))
             totals["harmonicity"] += time.perf_counter() - t4
             sub = np.concatenate([sub, hnr[:, None]], axis=1)
+        if settings.harmonic_phase:
+            t5 = time.perf_counter()
+            phase = features.frame_harmonic_phase(x, settings.sample_rate, settings.hop_length, f0)
+            totals["harmonic_phase"] += time.perf_counter() - t5
+            sub = np.concatenate([sub, phase], axis=1)
         records.append((utt, sub, f0))
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()

@@ -63,8 +63,8 @@ class Detector(nn.Module):
     in the input, i.e. the subband's bin count), the rows from there go through their own
     BandBranch; with excitation_rows > 0 the input's last rows (the excitation statistics) go
     through an ExcitationBranch. The embeddings are concatenated before the head (embedding-level
-    fusion). ignored_rows: rows after all of those that the network never reads (the harmonicity,
-    for the score fusion only); they are dropped first."""
+    fusion). ignored_rows: rows after all of those that the network never reads (the harmonicity
+    and harmonic phase, for the score fusion only); they are dropped first."""
 
     def __init__(self, settings, view2_split: int | None = None, excitation_rows: int = 0,
                  ignored_rows: int = 0):
@@ -116,12 +116,12 @@ class Detector(nn.Module):
 def build_model(model_settings, feature_settings=None) -> Detector:
     """The network for these model settings; feature_settings (when given) say whether the input
     carries a second view after the subband's bins, excitation statistics after that, and the
-    harmonicity last."""
+    rows only the score fusion reads (harmonicity, harmonic phase) last."""
     split = None
     if feature_settings is not None and getattr(feature_settings, "view2_bands", 0):
         split = feature_settings.n_subband_bins
     excitation_rows = getattr(feature_settings, "n_excitation_rows", 0) if feature_settings is not None else 0
-    ignored_rows = getattr(feature_settings, "n_harmonicity_rows", 0) if feature_settings is not None else 0
+    ignored_rows = getattr(feature_settings, "n_fusion_only_rows", 0) if feature_settings is not None else 0
     return Detector(model_settings, split, excitation_rows, ignored_rows)
 
 

@@ -17,6 +17,10 @@ can lower a score (the excitation looks like a vocoder's) but never raise one. A
 generator whose excitation the statistics take for a voice (the neural TTS Kokoro: 38 % alone)
 then keeps the network's score instead of being pushed towards bona fide. The cap is part of the
 statistics model's numbers ("one_sided"), so every scorer applies it.
+
+A statistic may be NaN: no evidence (the harmonic phase of an utterance without voiced frames).
+The model replaces it by that statistic's median over the training bona fide ("fill", stored with
+it), so a missing statistic neither accuses nor clears an utterance.
 """
 from __future__ import annotations
 
@@ -31,13 +35,40 @@ DEGREE = 2  # every statistic, and every product of two
 
 def _terms(model: dict, statistics: np.ndarray) -> np.ndarray:
     """Standardised statistics -> their quadratic terms [n, terms] (the constant term dropped)."""
-    x = (np.asarray(statistics, dtype=np.float64) - model["mean"]) / model["scale"]
+    x = _filled(model, statistics)
+    x = (x - model["mean"]) / model["scale"]
     return PolynomialFeatures(DEGREE, include_bias=False).fit_transform(x)
 
 
 def _expand(model: dict, statistics: np.ndarray) -> np.ndarray:
     """Standardised statistics -> standardised quadratic terms [n, terms]."""
     return (_terms(model, statistics) - model["term_mean"]) / model["term_scale"]
+
+
+def _filled(model: dict, statistics: np.ndarray) -> np.ndarray:
+    """The statistics with each NaN (no evidence) replaced by the model's fill value."""
+    x = np.asarray(statistics, dtype=np.float64)
+    if np.isinf(x).any():
+        raise ValueError("the utterance statistics hold infinite values")
+    missing = np.isnan(x)
+    if not missing.any():
+        return x
+    if "fill" not in model:
+        raise ValueError("the utterance statistics hold NaN values, and this statistics model (made before "
+                         "missing values were allowed) has no fill for them")
+    return np.where(missing, np.broadcast_to(model["fill"], x.shape), x)
+
+
+def _bonafide_medians(statistics: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Each statistic's median over the bona fide rows that have it (over all rows, then 0, where none do)."""
+    fill = np.zeros(statistics.shape[1])
+    for column in range(statistics.shape[1]):
+        for rows in (statistics[labels == 1, column], statistics[:, column]):
+            rows = rows[np.isfinite(rows)]
+            if len(rows):
+                fill[column] = np.median(rows)
+                break
+    return fill
 
 
 def _scale(values: np.ndarray) -> np.ndarray:
@@ -47,15 +78,18 @@ def _scale(values: np.ndarray) -> np.ndarray:
 
 def fit_statistics_model(statistics: np.ndarray, labels: np.ndarray, c: float = 1.0, one_sided: bool = False) -> dict:
     """Quadratic logistic regression, bona fide (label 1) against spoof, classes weighted equally;
-    c: the inverse L2 strength; one_sided: its log-odds capped at 0 (statistics_logit). Returns its
-    numbers as lists (what the model file stores)."""
+    c: the inverse L2 strength; one_sided: its log-odds capped at 0 (statistics_logit). NaN
+    statistics (no evidence) are filled with the training bona fide's medians, stored as "fill".
+    Returns its numbers as lists (what the model file stores)."""
     statistics = np.asarray(statistics, dtype=np.float64)
     labels = np.asarray(labels)
-    if not np.isfinite(statistics).all():
-        raise ValueError("the utterance statistics hold non-finite values")
+    if np.isinf(statistics).any():
+        raise ValueError("the utterance statistics hold infinite values")
     if len(np.unique(labels)) != 2:
         raise ValueError("the statistics model needs bona fide and spoofed utterances")
-    model = {"mean": statistics.mean(axis=0), "scale": _scale(statistics)}
+    model = {"fill": _bonafide_medians(statistics, labels)}
+    statistics = _filled(model, statistics)
+    model.update(mean=statistics.mean(axis=0), scale=_scale(statistics))
     terms = _terms(model, statistics)
     model.update(term_mean=terms.mean(axis=0), term_scale=_scale(terms))
     regression = LogisticRegression(C=c, max_iter=5000, class_weight="balanced")

@@ -12,6 +12,7 @@ from torch.utils.data import Dataset, Sampler
 
 from features import fusion_statistics
 from features.excitation import N_UTTERANCE_STATISTICS
+from features.harmonic_phase import N_PHASE_STATISTICS
 
 
 def mirror_pad(x: np.ndarray, frames: int) -> np.ndarray:
@@ -174,17 +175,19 @@ class ShardDataset(Dataset):
         frames = np.concatenate([np.diff(r.offsets) for r in self.readers]) if self.readers else np.zeros(0)
         return np.array([eval_length(int(n), self.frames, self.eval_input) for n in frames[self.items]], np.int64)
 
-    def utterance_statistics(self, excitation_rows: int, harmonicity_rows: int = 0) -> np.ndarray:
+    def utterance_statistics(self, excitation_rows: int, harmonicity_rows: int = 0, phase_rows: int = 0) -> np.ndarray:
         """[items, statistics]: each item's excitation statistics (its original's
-        `excitation_rows` rows before the last `harmonicity_rows`, the whole utterance, never a
-        crop) summarised per utterance, and its median HNR with a harmonicity row, for the score
-        fusion (model/fusion.py; features.fusion_statistics)."""
+        `excitation_rows` rows before the last `harmonicity_rows + phase_rows`, the whole
+        utterance, never a crop) summarised per utterance, its median HNR with a harmonicity row,
+        and the harmonic phase statistics with phase rows, for the score fusion (model/fusion.py;
+        features.fusion_statistics)."""
         rows = []
         for index in range(len(self)):
             shard, i = self.locate(index)
             subband, f0 = self.readers[shard].read(i)
-            rows.append(fusion_statistics(subband, f0, excitation_rows, harmonicity_rows))
-        return np.array(rows).reshape(len(rows), N_UTTERANCE_STATISTICS + harmonicity_rows)
+            rows.append(fusion_statistics(subband, f0, excitation_rows, harmonicity_rows, phase_rows))
+        width = N_UTTERANCE_STATISTICS + harmonicity_rows + (N_PHASE_STATISTICS if phase_rows else 0)
+        return np.array(rows).reshape(len(rows), width)
 
     def utterance(self, index: int) -> tuple[str, str, int]:
         shard, i = self.locate(index)

@@ -123,7 +123,8 @@ class Detector:
         if not self.fusion:
             return None
         return features.fusion_statistics(subband, f0, self.fusion["excitation_rows"],
-                                          self.fusion.get("harmonicity_rows", 0))
+                                          self.fusion.get("harmonicity_rows", 0),
+                                          self.fusion.get("harmonic_phase_rows", 0))
 
     def score_batch(self, inputs: list[torch.Tensor], statistics: list | None = None) -> list[float]:
         """Scores of inputs of equal length, in one forward pass (fused with their utterance

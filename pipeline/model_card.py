@@ -46,10 +46,14 @@ def render(settings, parts: dict, train: dict, metrics: dict, loao: dict | None 
              f"{fs.view2_min_hz:g}-{fs.view2_max_hz:g} Hz)" if fs.view2_bands else "")
     if fs.excitation:
         view2 += ", and with per-frame excitation statistics (how impulsive the LPC residual is) through a branch of their own"
-    statistics = ("18 utterance statistics (17 of the excitation and the median harmonics-to-noise ratio)"
-                  if fs.harmonicity else "17 utterance statistics of the excitation")
-    fusion = (f", fused with a quadratic logistic model of {statistics} "
-              "(fitted on the training utterances; fusion weights fitted on dev)" if ms.excitation_fusion else "")
+    parts_read = ["17 of the excitation"] + (["the median harmonics-to-noise ratio"] if fs.harmonicity else []) \
+        + (["9 of the harmonics' phases"] if fs.harmonic_phase else [])
+    count = 17 + fs.n_harmonicity_rows + (9 if fs.harmonic_phase else 0)
+    statistics = (f"{count} utterance statistics ({', '.join(parts_read[:-1])} and {parts_read[-1]})"
+                  if len(parts_read) > 1 else "17 utterance statistics of the excitation")
+    cap = ", its log-odds capped at 0 so that it can only lower a score" if ms.excitation_fusion_one_sided else ""
+    fusion = (f", fused with a quadratic logistic model of {statistics}, fitted on the training utterances{cap}, "
+              "with fusion weights fitted on dev" if ms.excitation_fusion else "")
     lines = [
         "# Model card", "",
         "Written by the `model_card` stage from this run's records; `dvc repro` rewrites it.", "",

@@ -229,7 +229,8 @@ def model_scores(state: dict, dataset, network_scores: np.ndarray) -> np.ndarray
     fusion = state.get("fusion")
     if not fusion:
         return network_scores
-    statistics = dataset.utterance_statistics(fusion["excitation_rows"], fusion.get("harmonicity_rows", 0))
+    statistics = dataset.utterance_statistics(fusion["excitation_rows"], fusion.get("harmonicity_rows", 0),
+                                              fusion.get("harmonic_phase_rows", 0))
     return fused_scores(fusion, network_scores, statistics)
 
 

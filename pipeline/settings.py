@@ -20,6 +20,7 @@ from typing import Literal, Optional, Union
 import yaml
 
 from features.excitation import STATISTICS as EXCITATION_STATISTICS
+from features.harmonic_phase import HARMONICS
 
 PARTITIONS = ("train", "dev", "eval")
 
@@ -130,6 +131,10 @@ class FeatureSettings:
     # frame's harmonics-to-noise ratio in dB (-40 where silent), read by the score fusion's
     # statistics model only, never by the network. false = none.
     harmonicity: bool = False
+    # Harmonic phase (features/harmonic_phase.py): 16 rows per frame after the harmonicity, the
+    # phases (radians) and levels (dB) of harmonics 1-8 at the pyworld F0, read by the score
+    # fusion's statistics model only, never by the network. false = none.
+    harmonic_phase: bool = False
 
     def validate(self, path: str) -> None:
         if self.view2_bands < 0:
@@ -174,10 +179,19 @@ class FeatureSettings:
         return 1 if self.harmonicity else 0
 
     @property
+    def n_harmonic_phase_rows(self) -> int:
+        return 2 * HARMONICS if self.harmonic_phase else 0
+
+    @property
+    def n_fusion_only_rows(self) -> int:
+        """The last rows, which only the score fusion reads (the network drops them)."""
+        return self.n_harmonicity_rows + self.n_harmonic_phase_rows
+
+    @property
     def n_bins(self) -> int:
         """Rows of the stored feature: the subband's bins, the second view's bands, the
-        excitation statistics, then the harmonicity."""
-        return self.n_spectral_rows + self.n_excitation_rows + self.n_harmonicity_rows
+        excitation statistics, the harmonicity, then the harmonic phase."""
+        return self.n_spectral_rows + self.n_excitation_rows + self.n_fusion_only_rows
 
     @property
     def frame_period_ms(self) -> float:
@@ -193,7 +207,7 @@ class FeatureSettings:
         if not fields["view2_bands"]:
             for key in ("view2_bands", "view2_min_hz", "view2_max_hz"):
                 del fields[key]
-        for key in ("excitation", "harmonicity"):
+        for key in ("excitation", "harmonicity", "harmonic_phase"):
             if not fields[key]:
                 del fields[key]
         payload = json.dumps({"version": FEATURE_VERSION, **fields}, sort_keys=True)
@@ -508,16 +522,20 @@ class Settings:
         """The rules that span sections. load_settings applies them; train() applies them again,
         for settings built in code."""
         if self.train.freq_stretch > 0 and (self.features.view2_bands or self.features.excitation
-                                            or self.features.harmonicity):
+                                            or self.features.harmonicity or self.features.harmonic_phase):
             raise SettingsError("train.freq_stretch: stretches the subband's frequency axis, but with "
-                                "features.view2_bands > 0, features.excitation or features.harmonicity the "
-                                "rows of those follow it in the same input; turn one of them off")
+                                "features.view2_bands > 0, features.excitation, features.harmonicity or "
+                                "features.harmonic_phase the rows of those follow it in the same input; "
+                                "turn one of them off")
         if self.model.excitation_fusion and not self.features.excitation:
             raise SettingsError("model.excitation_fusion: fuses a model of the excitation statistics, but "
                                 "features.excitation is false; turn both on or model.excitation_fusion off")
         if self.features.harmonicity and not self.model.excitation_fusion:
             raise SettingsError("features.harmonicity: only the score fusion's statistics model reads it, but "
                                 "model.excitation_fusion is false; turn both on or features.harmonicity off")
+        if self.features.harmonic_phase and not self.model.excitation_fusion:
+            raise SettingsError("features.harmonic_phase: only the score fusion's statistics model reads it, but "
+                                "model.excitation_fusion is false; turn both on or features.harmonic_phase off")
 
 
 def _positive(value, path: str) -> None:

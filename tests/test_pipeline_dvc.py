@@ -69,7 +69,8 @@ def test_repro_builds_corpus_and_every_partitions_shards(project):
         index = json.loads((work / "data/features" / part / "index.json").read_text())
         assert index["utterances"] == len(utts)   # the copies are not utterances of the partition
         for reader in readers:
-            assert reader.n_bins == 45 + settings.view2_bands + settings.n_excitation_rows + settings.n_harmonicity_rows
+            assert reader.n_bins == (45 + settings.view2_bands + settings.n_excitation_rows + settings.n_harmonicity_rows
+                                     + settings.n_harmonic_phase_rows)
             sub, f0 = reader.read(0)
             assert sub.shape[0] == f0.shape[0] > 0
     report = json.loads((work / "metrics/f0_report.json").read_text())
@@ -113,7 +114,8 @@ def test_noop_repro_runs_nothing_and_feature_change_reruns_extraction_onwards(pr
                      "features@train", "loao", "model_card", "train"]
     wider = dataclasses.replace(load_settings(work / "params.yaml").features, max_hz=500.0)
     assert open_partition(work / "data/features/train", wider)[0].n_bins == (55 + wider.view2_bands + wider.n_excitation_rows
-                                                                        + wider.n_harmonicity_rows)
+                                                                        + wider.n_harmonicity_rows
+                                                                        + wider.n_harmonic_phase_rows)
     # a training setting reruns training, evaluation and the model card only
     params["train"]["lr"] = 0.001
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

@@ -24,7 +24,8 @@ def test_repository_params_load_with_paper_defaults():
     assert settings.features.n_subband_bins == 45
     # the mini corpus default adds the second view; the paper preset turns it off
     assert settings.features.n_bins == (45 + settings.features.view2_bands + settings.features.n_excitation_rows
-                                        + settings.features.n_harmonicity_rows)
+                                        + settings.features.n_harmonicity_rows
+                                        + settings.features.n_harmonic_phase_rows)
 
 
 @pytest.mark.parametrize("change, message", [
