@@ -11,8 +11,8 @@ from .harmonicity import frame_hnr, utterance_hnr
 from .subband import n_frames, preemphasis, subband_spectrogram
 
 __all__ = ["AudioError", "check_waveform", "compute_f0", "excitation_statistics", "extract", "frame_harmonic_phase",
-           "frame_hnr",
-           "fusion_statistics", "load_audio", "n_frames", "preemphasis", "resample", "subband_spectrogram", "to_mono"]
+           "frame_hnr", "fusion_statistics", "load_audio", "n_frames", "preemphasis", "resample", "subband_spectrogram",
+           "to_mono"]
 
 
 def extract(waveform: np.ndarray, sample_rate: int, settings,

@@ -22,11 +22,11 @@ import numpy as np
 
 __all__ = ["ABSENT_DB", "HARMONICS", "N_PHASE_STATISTICS", "frame_harmonic_phase", "utterance_phase_statistics"]
 
-HARMONICS = 8                     # harmonics 1-8 (of the 4 kHz mini corpus, what a low voice has)
+HARMONICS = 8                     # harmonics 1-8: all below MAX_HZ for an F0 up to 475 Hz
 MAX_HZ = 3800.0                   # harmonics above this are not measured (the corpus' band edge)
 PERIODS = 3                       # the window: 3 periods of the frame's F0
 ABSENT_DB = -100.0                # the level stored where a harmonic was not measured
-BLOCK_FRAMES = 256                # voiced frames computed at once (memory: ~25 MB per block)
+BLOCK_FRAMES = 256                # voiced frames computed at once (memory: ~15 MB per block)
 MIN_PAIRS = 3                     # fewer pairs of neighbouring voiced frames: no phase evidence
 GROUPS = ((1, 2, 3), (4, 5, 6, 7))  # harmonics 2-4 and 5-8 (0-based)
 N_PHASE_STATISTICS = 3 * len(GROUPS) + 3
@@ -88,8 +88,9 @@ def utterance_phase_statistics(rows: np.ndarray) -> np.ndarray:
     change's resultant length, weighted by the harmonic's level, and its median size) and over
     the utterance (the RPS's resultant length); then for harmonics 1-3, how steadily each phase
     advances as the F0 says (the resultant length of the phase change between neighbouring
-    frames). An utterance with fewer than MIN_PAIRS pairs of voiced frames measured (whispered,
-    silent, or pyworld found no F0) gets the values of no coherence (0, pi/2, 0 ..)."""
+    frames). A statistic with fewer than MIN_PAIRS values to go on (a whispered or silent
+    utterance, one where pyworld found no F0) is NaN: no evidence either way, which the statistics
+    model replaces by its training bona fide median (model/fusion.py)."""
     rows = np.asarray(rows, dtype=np.float64)
     if rows.ndim != 2 or rows.shape[1] != 2 * HARMONICS:
         raise ValueError(f"expected [frames, {2 * HARMONICS}] harmonic phase rows, got {rows.shape}")
