@@ -108,6 +108,34 @@ def train_tiny_model(root: Path, features: FeatureSettings = FeatureSettings(), 
     return root / "models/model.pt"
 
 
+def assert_every_scorer_fuses_alike(root: Path, model_path: Path, features: FeatureSettings, audio_files) -> np.ndarray:
+    """For a fused model of train_tiny_model: evaluate's dev scores are the fusion of the network's
+    scores with each utterance's statistics (read as the model file's fusion says), and detect and
+    its ONNX export score audio_files alike. Returns the dev statistics [utterances, inputs]."""
+    from model.fusion import fused_scores
+    from pipeline import export
+    from pipeline.detect import Detector
+    from pipeline.evaluate import score_readers
+    from pipeline.scoring import load_model
+    from pipeline.settings import load_settings
+    from pipeline.shards import open_partition
+    from test_fusion import ROOT, network_scores
+    model, state = load_model(model_path)
+    fusion = state["fusion"]
+    dev = open_partition(root / "features/dev", features)
+    dataset, scores, _ = score_readers(model, state, dev, load_settings(ROOT / "params.yaml"))
+    _, network, _ = network_scores(model, state, dev)
+    statistics = dataset.utterance_statistics(fusion["excitation_rows"], fusion.get("harmonicity_rows", 0),
+                                              fusion.get("harmonic_phase_rows", 0))
+    np.testing.assert_allclose(scores, fused_scores(fusion, network, statistics))
+    detector = Detector(model_path)
+    one_by_one = np.array([detector.score(f) for f in audio_files])
+    assert np.isfinite(one_by_one).all()
+    onnx = Detector(export.export(model_path, "onnx", root / "m.onnx"))
+    assert np.max(np.abs(np.array([onnx.score(f) for f in audio_files]) - one_by_one)) <= 1e-3
+    return statistics
+
+
 @pytest.fixture
 def manifests(tmp_path):
     """Manifests {train, dev: path} of a tiny tone corpus (6 utterances each, half bona fide)."""

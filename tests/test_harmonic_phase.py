@@ -10,15 +10,14 @@ import soundfile as sf
 import torch
 
 import features
-from conftest import harmonic, train_tiny_model
+from conftest import assert_every_scorer_fuses_alike, harmonic, train_tiny_model
 from features.excitation import N_UTTERANCE_STATISTICS
 from features.harmonic_phase import (ABSENT_DB, HARMONICS, N_PHASE_STATISTICS, frame_harmonic_phase,
                                      utterance_phase_statistics)
 from model import build_model
-from model.fusion import fit_statistics_model, fused_scores, statistics_logit
+from model.fusion import fit_statistics_model, statistics_logit
 from pipeline.scoring import load_model
 from pipeline.settings import FeatureSettings, ModelSettings, SettingsError, Settings
-from pipeline.shards import open_partition
 
 RATE, HOP = 16000, 130
 PHASE = dataclasses.replace(FeatureSettings(), view2_bands=24, excitation=True, harmonicity=True,
@@ -136,31 +135,16 @@ def test_harmonic_phase_needs_the_score_fusion():
 
 
 def test_the_fusion_reads_the_harmonic_phase_and_every_scorer_applies_it(tmp_path):
-    from pipeline import export
-    from pipeline.detect import Detector
-    from pipeline.evaluate import score_readers
-    from pipeline.settings import load_settings
-    from test_fusion import ROOT, network_scores
     model_path = train_tiny_model(tmp_path, PHASE, precision="fp32", fusion=True)
-    model, state = load_model(model_path)
-    fusion = state["fusion"]
+    fusion = load_model(model_path)[1]["fusion"]
     assert fusion["harmonicity_rows"] == 1 and fusion["harmonic_phase_rows"] == 2 * HARMONICS
     width = N_UTTERANCE_STATISTICS + 1 + N_PHASE_STATISTICS
     assert len(fusion["statistics_model"]["mean"]) == width == len(fusion["statistics_model"]["fill"])
-    dev = open_partition(tmp_path / "features/dev", PHASE)
-    dataset, scores, _ = score_readers(model, state, dev, load_settings(ROOT / "params.yaml"))
-    _, network, _ = network_scores(model, state, dev)
-    statistics = dataset.utterance_statistics(4, 1, 2 * HARMONICS)
-    assert statistics.shape == (len(dataset), width)
-    np.testing.assert_allclose(scores, fused_scores(fusion, network, statistics))
     files = []
     for i, (f0, seconds) in enumerate(((150, 1.3), (210, 2.2))):
         files.append(tmp_path / f"{i}.wav")
         sf.write(files[-1], harmonic(f0, seconds=seconds), RATE)
     files.append(tmp_path / "whisper.wav")  # no F0: the phase statistics are missing, and filled
     sf.write(files[-1], np.random.default_rng(0).standard_normal(RATE).astype(np.float32) * 0.1, RATE)
-    detector = Detector(model_path)
-    one_by_one = np.array([detector.score(f) for f in files])
-    assert np.isfinite(one_by_one).all()
-    onnx = Detector(export.export(model_path, "onnx", tmp_path / "m.onnx"))
-    assert np.max(np.abs(np.array([onnx.score(f) for f in files]) - one_by_one)) <= 1e-3
+    statistics = assert_every_scorer_fuses_alike(tmp_path, model_path, PHASE, files)
+    assert statistics.shape[1] == width

@@ -8,14 +8,12 @@ import soundfile as sf
 import torch
 
 import features
-from conftest import harmonic, train_tiny_model
+from conftest import assert_every_scorer_fuses_alike, harmonic, train_tiny_model
 from features.excitation import N_UTTERANCE_STATISTICS
 from features.harmonicity import SILENT_DB, frame_hnr, utterance_hnr
 from model import build_model
-from model.fusion import fused_scores
 from pipeline.scoring import load_model
 from pipeline.settings import FeatureSettings, ModelSettings, SettingsError, Settings
-from pipeline.shards import open_partition
 
 RATE, HOP = 16000, 130
 HARMONICITY = dataclasses.replace(FeatureSettings(), view2_bands=24, excitation=True, harmonicity=True)
@@ -91,30 +89,16 @@ def test_harmonicity_needs_the_score_fusion():
 
 
 def test_the_fusion_reads_the_harmonicity_and_every_scorer_applies_it(tmp_path):
-    from pipeline import export
-    from pipeline.detect import Detector
-    from pipeline.evaluate import score_readers
-    from pipeline.settings import load_settings
-    from test_fusion import ROOT, network_scores
     model_path = train_tiny_model(tmp_path, HARMONICITY, precision="fp32", fusion=True)
-    model, state = load_model(model_path)
-    fusion = state["fusion"]
+    fusion = load_model(model_path)[1]["fusion"]
     assert fusion["excitation_rows"] == 4 and fusion["harmonicity_rows"] == 1
     assert len(fusion["statistics_model"]["mean"]) == N_UTTERANCE_STATISTICS + 1
-    dev = open_partition(tmp_path / "features/dev", HARMONICITY)
-    dataset, scores, _ = score_readers(model, state, dev, load_settings(ROOT / "params.yaml"))
-    _, network, _ = network_scores(model, state, dev)
-    statistics = dataset.utterance_statistics(4, 1)
-    assert statistics.shape == (len(dataset), N_UTTERANCE_STATISTICS + 1)
-    np.testing.assert_allclose(scores, fused_scores(fusion, network, statistics))
     files = []
     for i, (f0, seconds) in enumerate(((150, 1.3), (210, 2.2))):
         files.append(tmp_path / f"{i}.wav")
         sf.write(files[-1], harmonic(f0, seconds=seconds), RATE)
-    detector = Detector(model_path)
-    one_by_one = np.array([detector.score(f) for f in files])
-    onnx = Detector(export.export(model_path, "onnx", tmp_path / "m.onnx"))
-    assert np.max(np.abs(np.array([onnx.score(f) for f in files]) - one_by_one)) <= 1e-3
+    statistics = assert_every_scorer_fuses_alike(tmp_path, model_path, HARMONICITY, files)
+    assert statistics.shape[1] == N_UTTERANCE_STATISTICS + 1
 
 
 def test_a_long_file_is_computed_in_blocks_with_the_same_values():
