@@ -4,15 +4,15 @@ from __future__ import annotations
 import numpy as np
 
 from .audio import AudioError, check_waveform, load_audio, resample, to_mono
-from .excitation import excitation_statistics, utterance_statistics
+from .excitation import N_UTTERANCE_STATISTICS, excitation_statistics, utterance_statistics
 from .f0 import compute_f0
-from .harmonic_phase import frame_harmonic_phase, utterance_phase_statistics
+from .harmonic_phase import N_PHASE_STATISTICS, frame_harmonic_phase, utterance_phase_statistics
 from .harmonicity import frame_hnr, utterance_hnr
 from .subband import n_frames, preemphasis, subband_spectrogram
 
 __all__ = ["AudioError", "check_waveform", "compute_f0", "excitation_statistics", "extract", "frame_harmonic_phase",
-           "frame_hnr", "fusion_statistics", "load_audio", "n_frames", "preemphasis", "resample", "subband_spectrogram",
-           "to_mono"]
+           "frame_hnr", "fusion_statistics", "load_audio", "n_frames", "n_fusion_statistics", "preemphasis", "resample",
+           "subband_spectrogram", "to_mono"]
 
 
 def extract(waveform: np.ndarray, sample_rate: int, settings,
@@ -44,6 +44,11 @@ def extract(waveform: np.ndarray, sample_rate: int, settings,
         rows = frame_harmonic_phase(waveform, settings.sample_rate, settings.hop_length, f0)
         subband = np.concatenate([subband, rows], axis=1)
     return subband, f0 if with_f0 else None
+
+
+def n_fusion_statistics(harmonicity_rows: int = 0, phase_rows: int = 0) -> int:
+    """How many numbers fusion_statistics gives for these row counts."""
+    return N_UTTERANCE_STATISTICS + (1 if harmonicity_rows else 0) + (N_PHASE_STATISTICS if phase_rows else 0)
 
 
 def fusion_statistics(subband: np.ndarray, f0: np.ndarray, excitation_rows: int,

@@ -27,7 +27,7 @@ MAX_HZ = 3800.0                   # harmonics above this are not measured (the c
 PERIODS = 3                       # the window: 3 periods of the frame's F0
 ABSENT_DB = -100.0                # the level stored where a harmonic was not measured
 BLOCK_FRAMES = 256                # voiced frames computed at once (memory: ~15 MB per block)
-MIN_PAIRS = 3                     # fewer pairs of neighbouring voiced frames: no phase evidence
+MIN_VALUES = 3                    # a statistic with fewer values to go on: no evidence (NaN)
 GROUPS = ((1, 2, 3), (4, 5, 6, 7))  # harmonics 2-4 and 5-8 (0-based)
 N_PHASE_STATISTICS = 3 * len(GROUPS) + 3
 
@@ -88,7 +88,7 @@ def utterance_phase_statistics(rows: np.ndarray) -> np.ndarray:
     change's resultant length, weighted by the harmonic's level, and its median size) and over
     the utterance (the RPS's resultant length); then for harmonics 1-3, how steadily each phase
     advances as the F0 says (the resultant length of the phase change between neighbouring
-    frames). A statistic with fewer than MIN_PAIRS values to go on (a whispered or silent
+    frames). A statistic with fewer than MIN_VALUES values to go on (a whispered or silent
     utterance, one where pyworld found no F0) is NaN: no evidence either way, which the statistics
     model replaces by its training bona fide median (model/fusion.py)."""
     rows = np.asarray(rows, dtype=np.float64)
@@ -106,15 +106,15 @@ def utterance_phase_statistics(rows: np.ndarray) -> np.ndarray:
             both = pairs[measured[pairs, k] & measured[pairs + 1, k]]
             changes.append(_wrap(rps[both + 1, k] - rps[both, k]))
             weights.append(np.sqrt(amplitude[both, k] * amplitude[both + 1, k]))
-            if measured[:, k].sum() >= MIN_PAIRS:
+            if measured[:, k].sum() >= MIN_VALUES:
                 steadiness.append(_resultant(rps[measured[:, k], k]))
         change, weight = np.concatenate(changes), np.concatenate(weights)
-        if len(change) >= MIN_PAIRS:
+        if len(change) >= MIN_VALUES:
             out += [_resultant(change, weight), float(np.median(np.abs(change)))]
         else:
             out += [np.nan, np.nan]
         out.append(float(np.mean(steadiness)) if steadiness else np.nan)
     for k in range(3):
         both = pairs[measured[pairs, k] & measured[pairs + 1, k]]
-        out.append(_resultant(_wrap(phase[both + 1, k] - phase[both, k])) if len(both) >= MIN_PAIRS else np.nan)
+        out.append(_resultant(_wrap(phase[both + 1, k] - phase[both, k])) if len(both) >= MIN_VALUES else np.nan)
     return np.array(out)

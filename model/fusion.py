@@ -28,7 +28,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import PolynomialFeatures
 
-__all__ = ["combine", "fit_fusion", "fit_statistics_model", "fused_scores", "statistics_logit"]
+__all__ = ["combine", "fit_fusion", "fit_statistics_model", "fused_scores", "statistics_logit", "statistics_rows"]
 
 DEGREE = 2  # every statistic, and every product of two
 
@@ -83,8 +83,6 @@ def fit_statistics_model(statistics: np.ndarray, labels: np.ndarray, c: float = 
     Returns its numbers as lists (what the model file stores)."""
     statistics = np.asarray(statistics, dtype=np.float64)
     labels = np.asarray(labels)
-    if np.isinf(statistics).any():
-        raise ValueError("the utterance statistics hold infinite values")
     if len(np.unique(labels)) != 2:
         raise ValueError("the statistics model needs bona fide and spoofed utterances")
     model = {"fill": _bonafide_medians(statistics, labels)}
@@ -122,6 +120,12 @@ def combine(weights: dict, network_scores: np.ndarray, statistics_logits: np.nda
     """The fused score from the network's scores and the statistics model's log-odds."""
     return (weights["w_network"] * np.asarray(network_scores, dtype=np.float64)
             + weights["w_statistics"] * np.asarray(statistics_logits, dtype=np.float64) + weights["bias"])
+
+
+def statistics_rows(fusion: dict) -> tuple[int, int, int]:
+    """The feature rows a model file's fusion reads (features.fusion_statistics' row counts):
+    excitation, harmonicity, harmonic phase (the last two absent from older model files)."""
+    return fusion["excitation_rows"], fusion.get("harmonicity_rows", 0), fusion.get("harmonic_phase_rows", 0)
 
 
 def fused_scores(fusion: dict, network_scores: np.ndarray, statistics: np.ndarray) -> np.ndarray:

@@ -10,9 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from features import fusion_statistics
-from features.excitation import N_UTTERANCE_STATISTICS
-from features.harmonic_phase import N_PHASE_STATISTICS
+from features import fusion_statistics, n_fusion_statistics
 
 
 def mirror_pad(x: np.ndarray, frames: int) -> np.ndarray:
@@ -186,8 +184,7 @@ class ShardDataset(Dataset):
             shard, i = self.locate(index)
             subband, f0 = self.readers[shard].read(i)
             rows.append(fusion_statistics(subband, f0, excitation_rows, harmonicity_rows, phase_rows))
-        width = N_UTTERANCE_STATISTICS + harmonicity_rows + (N_PHASE_STATISTICS if phase_rows else 0)
-        return np.array(rows).reshape(len(rows), width)
+        return np.array(rows).reshape(len(rows), n_fusion_statistics(harmonicity_rows, phase_rows))
 
     def utterance(self, index: int) -> tuple[str, str, int]:
         shard, i = self.locate(index)

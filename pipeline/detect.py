@@ -34,7 +34,7 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 import features
-from model.fusion import fused_scores
+from model.fusion import fused_scores, statistics_rows
 from pipeline.dataset import eval_frames, eval_length, length_batches, model_input
 from pipeline.calibration import bonafide_probability, to_llr
 from pipeline.metrics import DCF_COSTS, ScoreError, bayes_threshold, compute_eer
@@ -122,9 +122,7 @@ class Detector:
         """The utterance statistics the score fusion reads (None without a fusion)."""
         if not self.fusion:
             return None
-        return features.fusion_statistics(subband, f0, self.fusion["excitation_rows"],
-                                          self.fusion.get("harmonicity_rows", 0),
-                                          self.fusion.get("harmonic_phase_rows", 0))
+        return features.fusion_statistics(subband, f0, *statistics_rows(self.fusion))
 
     def score_batch(self, inputs: list[torch.Tensor], statistics: list | None = None) -> list[float]:
         """Scores of inputs of equal length, in one forward pass (fused with their utterance

@@ -14,7 +14,10 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from features import n_fusion_statistics
 from features.copy_synthesis import METHODS
+from features.excitation import N_UTTERANCE_STATISTICS
+from features.harmonic_phase import N_PHASE_STATISTICS
 from pipeline.settings import SettingsError, load_settings
 
 
@@ -46,11 +49,12 @@ def render(settings, parts: dict, train: dict, metrics: dict, loao: dict | None 
              f"{fs.view2_min_hz:g}-{fs.view2_max_hz:g} Hz)" if fs.view2_bands else "")
     if fs.excitation:
         view2 += ", and with per-frame excitation statistics (how impulsive the LPC residual is) through a branch of their own"
-    parts_read = ["17 of the excitation"] + (["the median harmonics-to-noise ratio"] if fs.harmonicity else []) \
-        + (["9 of the harmonics' phases"] if fs.harmonic_phase else [])
-    count = 17 + fs.n_harmonicity_rows + (9 if fs.harmonic_phase else 0)
-    statistics = (f"{count} utterance statistics ({', '.join(parts_read[:-1])} and {parts_read[-1]})"
-                  if len(parts_read) > 1 else "17 utterance statistics of the excitation")
+    read = [f"{N_UTTERANCE_STATISTICS} of the excitation"]
+    read += ["the median harmonics-to-noise ratio"] if fs.harmonicity else []
+    read += [f"{N_PHASE_STATISTICS} of the harmonics' phases"] if fs.harmonic_phase else []
+    count = n_fusion_statistics(fs.n_harmonicity_rows, fs.n_harmonic_phase_rows)
+    statistics = (f"{count} utterance statistics ({', '.join(read[:-1])} and {read[-1]})" if len(read) > 1
+                  else f"{count} utterance statistics of the excitation")
     cap = ", its log-odds capped at 0 so that it can only lower a score" if ms.excitation_fusion_one_sided else ""
     fusion = (f", fused with a quadratic logistic model of {statistics}, fitted on the training utterances{cap}, "
               "with fusion weights fitted on dev" if ms.excitation_fusion else "")

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from model import bonafide_score, build_model, decision_logit
-from model.fusion import fused_scores
+from model.fusion import fused_scores, statistics_rows
 from pipeline.dataset import length_batches
 from pipeline.settings import FeatureSettings, ModelSettings, SettingsError
 
@@ -229,8 +229,7 @@ def model_scores(state: dict, dataset, network_scores: np.ndarray) -> np.ndarray
     fusion = state.get("fusion")
     if not fusion:
         return network_scores
-    statistics = dataset.utterance_statistics(fusion["excitation_rows"], fusion.get("harmonicity_rows", 0),
-                                              fusion.get("harmonic_phase_rows", 0))
+    statistics = dataset.utterance_statistics(*statistics_rows(fusion))
     return fused_scores(fusion, network_scores, statistics)
 
 

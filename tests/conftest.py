@@ -108,11 +108,28 @@ def train_tiny_model(root: Path, features: FeatureSettings = FeatureSettings(), 
     return root / "models/model.pt"
 
 
+def assert_network_ignores_last_rows(features: FeatureSettings, stored: np.ndarray, rows: int) -> None:
+    """A small network built for `features` scores the stored feature [frames, bins] of one
+    utterance the same whatever its last `rows` rows hold (the rows only the score fusion reads)."""
+    import torch
+
+    from model import build_model
+    from pipeline.settings import ModelSettings
+    torch.manual_seed(0)
+    network = build_model(ModelSettings(layers=[1, 1], planes=[16, 32], scale=4, stem_channels=8, view2_dim=16,
+                                        f0_channel=False), features).eval()
+    inputs = torch.from_numpy(stored.T.copy())[None, None]
+    changed = inputs.clone()
+    changed[:, :, -rows:] = 1e4
+    with torch.no_grad():
+        torch.testing.assert_close(network(inputs).cos_theta, network(changed).cos_theta)
+
+
 def assert_every_scorer_fuses_alike(root: Path, model_path: Path, features: FeatureSettings, audio_files) -> np.ndarray:
     """For a fused model of train_tiny_model: evaluate's dev scores are the fusion of the network's
     scores with each utterance's statistics (read as the model file's fusion says), and detect and
     its ONNX export score audio_files alike. Returns the dev statistics [utterances, inputs]."""
-    from model.fusion import fused_scores
+    from model.fusion import fused_scores, statistics_rows
     from pipeline import export
     from pipeline.detect import Detector
     from pipeline.evaluate import score_readers
@@ -125,8 +142,7 @@ def assert_every_scorer_fuses_alike(root: Path, model_path: Path, features: Feat
     dev = open_partition(root / "features/dev", features)
     dataset, scores, _ = score_readers(model, state, dev, load_settings(ROOT / "params.yaml"))
     _, network, _ = network_scores(model, state, dev)
-    statistics = dataset.utterance_statistics(fusion["excitation_rows"], fusion.get("harmonicity_rows", 0),
-                                              fusion.get("harmonic_phase_rows", 0))
+    statistics = dataset.utterance_statistics(*statistics_rows(fusion))
     np.testing.assert_allclose(scores, fused_scores(fusion, network, statistics))
     detector = Detector(model_path)
     one_by_one = np.array([detector.score(f) for f in audio_files])
