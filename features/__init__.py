@@ -10,13 +10,27 @@ from .harmonic_phase import N_PHASE_STATISTICS, frame_harmonic_phase, utterance_
 from .harmonicity import frame_hnr, utterance_hnr
 from .subband import n_frames, preemphasis, subband_spectrogram
 
-__all__ = ["AudioError", "check_waveform", "compute_f0", "excitation_statistics", "extract", "frame_harmonic_phase",
+__all__ = ["AudioError", "check_finite", "check_waveform", "compute_f0", "excitation_statistics", "extract", "frame_harmonic_phase",
            "frame_hnr", "fusion_statistics", "load_audio", "n_frames", "n_fusion_statistics", "preemphasis", "resample",
            "subband_spectrogram", "to_mono"]
 
 
+def check_finite(source, **streams) -> None:
+    """Raise AudioError naming `source` and the stream if a stream holds NaN or an infinity:
+    nothing non-finite may reach a shard, a network input or a score."""
+    for name, values in streams.items():
+        if values is None:
+            continue
+        bad = ~np.isfinite(values)
+        if bad.any():
+            frames = np.flatnonzero(bad.reshape(len(values), -1).any(axis=1))
+            raise AudioError(source, f"non-finite values in its {name} feature ({bad.sum()} values in "
+                                     f"{len(frames)} frames, the first at frame {frames[0]}); this is a "
+                                     f"bug in the feature code, please report it with the file")
+
+
 def extract(waveform: np.ndarray, sample_rate: int, settings,
-            with_f0: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+            with_f0: bool = True, source="<waveform>") -> tuple[np.ndarray, np.ndarray | None]:
     """The one feature implementation used by extraction and detect.
 
     Returns (subband [frames, bins] float32, f0 [frames] float32 in Hz), aligned frame for frame
@@ -25,23 +39,29 @@ def extract(waveform: np.ndarray, sample_rate: int, settings,
     phases and levels after that); f0 is None with with_f0=False (a model without an F0 channel:
     pyworld is the costly part).
     The waveform is mixed to mono and resampled to settings.sample_rate first if needed.
+    Every value returned is finite: otherwise AudioError names `source` (the file) and the stream.
     """
-    waveform = check_waveform(np.asarray(to_mono(np.asarray(waveform)), dtype=np.float32))
+    waveform = check_waveform(np.asarray(to_mono(np.asarray(waveform)), dtype=np.float32), source)
     waveform = resample(waveform, sample_rate, settings.sample_rate)
     subband = subband_spectrogram(waveform, settings)
+    check_finite(source, subband=subband)
     if getattr(settings, "excitation", False):
         statistics = excitation_statistics(waveform, settings.sample_rate, settings.hop_length,
                                            preemphasis_coefficient=settings.preemphasis)
+        check_finite(source, excitation=statistics)
         subband = np.concatenate([subband, statistics], axis=1)
     if getattr(settings, "harmonicity", False):
         hnr = frame_hnr(waveform, settings.sample_rate, settings.hop_length, len(subband))
+        check_finite(source, harmonicity=hnr)
         subband = np.concatenate([subband, hnr[:, None]], axis=1)
     phase = getattr(settings, "harmonic_phase", False)
     if not with_f0 and not phase:
         return subband, None
     f0 = compute_f0(waveform, settings.sample_rate, len(subband), settings)
+    check_finite(source, f0=f0)
     if phase:
         rows = frame_harmonic_phase(waveform, settings.sample_rate, settings.hop_length, f0)
+        check_finite(source, harmonic_phase=rows)
         subband = np.concatenate([subband, rows], axis=1)
     return subband, f0 if with_f0 else None
 

@@ -71,7 +71,11 @@ def excitation_statistics(waveform: np.ndarray, sample_rate: int, hop_length: in
     envelope = np.mean(blocks, axis=2)
     out[live, 0] = np.log(np.mean(np.square(squared), axis=1) / p ** 2)
     out[live, 1] = np.log(np.sqrt(np.max(squared, axis=1)) / np.sqrt(p))
-    out[live, 2] = np.log(np.max(envelope, axis=1) / np.maximum(np.mean(envelope, axis=1), 1e-20))
+    # The envelope's blocks leave out the frame's last window % block samples: a frame whose only
+    # non-zero residual lies there (digital silence before an onset) has a flat, zero envelope,
+    # which gets the neutral 0 like a silent frame rather than log(0).
+    peak = np.max(envelope, axis=1)
+    out[live, 2] = np.log(np.where(peak > 0, peak / np.maximum(np.mean(envelope, axis=1), 1e-20), 1.0))
     out[live, 3] = np.log(energy[live] / p)
     return out
 

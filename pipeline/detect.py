@@ -46,6 +46,9 @@ from pipeline.settings import FeatureSettings
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".snd",
                   ".w64", ".caf", ".rf64"}
 HEADER = "path\tscore\tllr\tp_bonafide\tdecision\n"
+# A file whose features are finite but whose score is not (a damaged model file): an error row,
+# never a NaN written as a decision.
+NON_FINITE = "the model gave a non-finite score (is the model file damaged?)"
 # Files a worker extracts and scores per task: enough for files of equal length to share a
 # batch, few enough that rows reach --out every second or two.
 CHUNK = 16
@@ -56,7 +59,8 @@ def file_features(path: Path, settings: FeatureSettings, with_f0: bool):
     Runs in the worker processes."""
     try:
         waveform = features.load_audio(path, settings.sample_rate)
-        subband, f0 = features.extract(waveform, settings.sample_rate, settings, with_f0=with_f0)
+        subband, f0 = features.extract(waveform, settings.sample_rate, settings, with_f0=with_f0,
+                                       source=path)
     except features.AudioError as err:
         return path, None, None, err.reason
     return path, subband, f0, None
@@ -142,8 +146,11 @@ class Detector:
         """One file's score (raises features.AudioError for a file that cannot be used)."""
         _, subband, f0, reason = file_features(Path(path), self.feature_settings, self.with_f0)
         if reason is not None:
-            raise features.AudioError(reason)
-        return self.score_batch([self.input_of(subband, f0)], [self.statistics_of(subband, f0)])[0]
+            raise features.AudioError(path, reason)
+        score = self.score_batch([self.input_of(subband, f0)], [self.statistics_of(subband, f0)])[0]
+        if not np.isfinite(score):
+            raise features.AudioError(path, NON_FINITE)
+        return score
 
     def __getstate__(self):
         # An onnxruntime session does not pickle; a worker opens its own (start_worker).
@@ -163,7 +170,8 @@ class Detector:
             lengths.append(eval_length(len(subband), self.frames, self.eval_input))
         for batch in length_batches(lengths, self.batch_size, CPU_BATCH_FRAMES):
             scores = self.score_batch([usable[i][1] for i in batch], [usable[i][2] for i in batch])
-            yield from ((usable[i][0], score, None) for i, score in zip(batch, scores))
+            yield from ((usable[i][0], score, None) if np.isfinite(score) else (usable[i][0], None, NON_FINITE)
+                        for i, score in zip(batch, scores))
 
     def stream(self, paths: list[Path], workers: int, progress: bool = True):
         """Yields (path, score, None) or (path, None, reason) for every path, as each is scored.

@@ -73,19 +73,21 @@ def extract_shard(rows: list, path: Path, settings: FeatureSettings, on_error: s
     for utt, audio_path in rows:
         try:
             waveform = features.load_audio(audio_path, settings.sample_rate)
-            made = [(utt, features.extract(waveform, settings.sample_rate, settings), (0, 0, ""))]
+            made = [(utt, features.extract(waveform, settings.sample_rate, settings, source=audio_path), (0, 0, ""))]
             for k in range(1, copies + 1):
                 seed = augment_seed(augment.seed, utt.utt_id, k)
                 copy, done = augment_waveform(waveform, settings.sample_rate, np.random.default_rng(seed),
                                               augment.codecs, augment.p_codec, augment.p_noise,
                                               augment.snr_db, augment.p_rawboost)
-                made.append((utt, features.extract(copy, settings.sample_rate, settings), (k, seed, done)))
+                made.append((utt, features.extract(copy, settings.sample_rate, settings,
+                                                     source=f"{audio_path} (augmented copy {k})"), (k, seed, done)))
             for method in (methods if utt.label == 1 else []):
                 seed = copy_seed(copy_synthesis.seed, utt.utt_id, method)
                 spoof = copy_synthesise(waveform, settings.sample_rate, method, np.random.default_rng(seed))
                 made.append((dataclasses.replace(utt, utt_id=copy_utt_id(utt.utt_id, method),
                                                  attack=METHODS[method][0], label=0),
-                             features.extract(spoof, settings.sample_rate, settings), (-1, seed, method)))
+                             features.extract(spoof, settings.sample_rate, settings,
+                                              source=f"{audio_path} ({method} copy)"), (-1, seed, method)))
         except features.AudioError as err:
             if on_error == "stop":
                 raise ExtractionError(f"{utt.utt_id}: {err}") from None

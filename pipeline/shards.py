@@ -24,6 +24,7 @@ import h5py
 import numpy as np
 
 INDEX_NAME = "index.json"
+FLOAT16_MAX, FLOAT32_MAX = float(np.finfo(np.float16).max), float(np.finfo(np.float32).max)
 
 
 class ShardError(ValueError):
@@ -51,6 +52,12 @@ def write_shard(path: str | Path, records, feature_settings, plan_digest: str = 
     run never leaves a file that looks like a finished shard.
     """
     path = Path(path)
+    for utterance, subband, f0 in records:
+        # subband is stored as float16: a value past its range would be read back as infinite
+        for name, values, limit in (("subband", subband, FLOAT16_MAX), ("f0", f0, FLOAT32_MAX)):
+            if not np.all(np.abs(values) <= limit):
+                raise ShardError(f"{path}: utterance {utterance.utt_id}: its {name} feature holds non-finite "
+                                 f"values (or values beyond what the shard stores); refusing to store them")
     lengths = [len(sub) for _, sub, _ in records]
     offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int64)
     n_bins = feature_settings.n_bins
@@ -140,8 +147,14 @@ class ShardReader:
         if self._h5 is None:
             self._h5 = h5py.File(self.path, "r")
         start, end = int(self.offsets[index]), int(self.offsets[index + 1])
+        subband = self._h5["subband"][start:end]
         f0 = self._h5["f0"][start:end] if with_f0 else None
-        return self._h5["subband"][start:end], f0
+        for name, values in (("subband", subband), ("f0", f0)):
+            if values is not None and not np.isfinite(values).all():
+                raise ShardError(f"{self.path}: utterance {self.utt_id[index]}: its {name} feature holds "
+                                 f"non-finite values (a shard from an older version); re-extract it: delete "
+                                 f"the partition's shards and run `dvc repro`")
+        return subband, f0
 
     def close(self) -> None:
         if self._h5 is not None:
