@@ -12,20 +12,28 @@ APT_PACKAGES := asterisk-core-sounds-en-g722 asterisk-core-sounds-es-g722 \
 	asterisk-prompt-it-menardi-wav asterisk-prompt-es-co asterisk-prompt-fr-armelle \
 	ktuberling-data klettres-data espeak-ng flite festival festvox-kallpc16k codec2
 
-.PHONY: repro test install system-deps dvc-config bench clean-data
+.PHONY: repro test test-fast install system-deps dvc-config bench clean-data
 
 repro: install system-deps dvc-config
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 
+# Every test: the fast unit subset and the slow and end-to-end ones.
 test: install system-deps dvc-config
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q tests
 
+# The edit-test loop: everything but the tests marked slow or end_to_end.
+test-fast: install system-deps dvc-config
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -m "not slow and not end_to_end" tests
+
 install: $(STAMP)
 
-$(STAMP): requirements.txt
+# The pinned requirements, then this project itself, editable (pyproject.toml): `import pipeline`
+# works from anywhere, with no sys.path edits.
+$(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
 system-deps:

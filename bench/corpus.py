@@ -19,11 +19,10 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from pipeline.corpus import PARTITIONS, find_prompts, plan_partition, render  # noqa: E402
-from pipeline.generators import ATTACKS, prepare  # noqa: E402
-from pipeline.settings import load_settings  # noqa: E402
+from pipeline.mini.builder import PARTITIONS, find_prompts, plan_partition, render
+from pipeline.mini.generators import ATTACKS, prepare
+from pipeline.settings import load_settings
 
 
 def main(argv=None) -> int:

@@ -27,11 +27,10 @@ import numpy as np
 import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-import features  # noqa: E402
-from pipeline.detect import Detector  # noqa: E402
-from pipeline.scoring import available_cores  # noqa: E402
+import features
+from pipeline.inference.detector import Detector
+from pipeline.scoring.scorer import available_cores
 
 
 def write_files(folder: Path, count: int, seconds: float) -> list[Path]:
@@ -53,8 +52,8 @@ def one_at_a_time(detector: Detector, paths: list[Path]) -> float:
     started = time.perf_counter()
     for path in paths:
         waveform = features.load_audio(path, fs.sample_rate)
-        subband, f0 = features.extract(waveform, fs.sample_rate, fs)  # F0 always, as before
-        detector.score_batch([detector.input_of(subband, f0)], [detector.statistics_of(subband, f0)])
+        streams = features.extract(waveform, fs.sample_rate, fs)  # F0 always, as before
+        detector.score_batch([detector.scorer.input_of(streams)], [detector.scorer.statistics_of(streams)])
     return time.perf_counter() - started
 
 
@@ -70,7 +69,7 @@ def main() -> int:
         paths = write_files(folder, args.files, args.seconds)
         detector = Detector(ROOT / args.model)
         warm = features.extract(np.zeros(16000, np.float32), 16000, detector.feature_settings)  # a warm-up pass
-        detector.score_batch([detector.input_of(*warm)], [detector.statistics_of(*warm)])
+        detector.score_batch([detector.scorer.input_of(warm)], [detector.scorer.statistics_of(warm)])
         loop = one_at_a_time(detector, paths)
         started = time.perf_counter()
         for _ in detector.stream(paths, workers=available_cores(), progress=False):

@@ -23,17 +23,16 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-from joblib import Parallel, delayed  # noqa: E402
+import numpy as np
+from joblib import Parallel, delayed
 
-import features  # noqa: E402
-from features.copy_synthesis import copy_synthesise  # noqa: E402
-from pipeline.extract import extract_partition  # noqa: E402
-from pipeline.manifest import read_manifest, write_manifest  # noqa: E402
-from pipeline.settings import ExtractSettings, load_settings  # noqa: E402
-from pipeline.shards import write_shard  # noqa: E402
+import features
+from features.copy_synthesis import copy_synthesise
+from pipeline.data.extraction import extract_partition
+from pipeline.data.manifests import read_manifest, write_manifest
+from pipeline.settings import ExtractSettings, load_settings
+from pipeline.data.shards import write_shard
 
 
 def time_kernels(rows, settings) -> dict[str, float]:
@@ -50,9 +49,12 @@ def time_kernels(rows, settings) -> dict[str, float]:
         t0 = time.perf_counter()
         x = features.load_audio(path, settings.sample_rate)
         t1 = time.perf_counter()
-        sub = features.subband_spectrogram(x, settings)
+        spectra = features.subband_spectrogram(x, settings)
+        streams = features.Streams(subband=spectra[:, :settings.n_subband_bins])
+        if settings.view2_bands:
+            streams["view2"] = spectra[:, settings.n_subband_bins:]
         t2 = time.perf_counter()
-        f0 = features.compute_f0(x, settings.sample_rate, len(sub), settings)
+        f0 = streams["f0"] = features.compute_f0(x, settings.sample_rate, streams.frames, settings)
         t3 = time.perf_counter()
         totals["load"] += t1 - t0
         totals["subband"] += t2 - t1
@@ -61,18 +63,18 @@ def time_kernels(rows, settings) -> dict[str, float]:
             stats = features.excitation_statistics(x, settings.sample_rate, settings.hop_length,
                                                    preemphasis_coefficient=settings.preemphasis)
             totals["excitation"] += time.perf_counter() - t3
-            sub = np.concatenate([sub, stats], axis=1)
+            streams["excitation"] = stats
         if settings.harmonicity:
             t4 = time.perf_counter()
-            hnr = features.frame_hnr(x, settings.sample_rate, settings.hop_length, len(sub))
+            hnr = features.frame_hnr(x, settings.sample_rate, settings.hop_length, streams.frames)
             totals["harmonicity"] += time.perf_counter() - t4
-            sub = np.concatenate([sub, hnr[:, None]], axis=1)
+            streams["harmonicity"] = hnr[:, None]
         if settings.harmonic_phase:
             t5 = time.perf_counter()
             phase = features.frame_harmonic_phase(x, settings.sample_rate, settings.hop_length, f0)
             totals["harmonic_phase"] += time.perf_counter() - t5
-            sub = np.concatenate([sub, phase], axis=1)
-        records.append((utt, sub, f0))
+            streams["harmonic_phase"] = phase
+        records.append((utt, streams))
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         write_shard(Path(tmp) / "shard.h5", records, settings)

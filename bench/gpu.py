@@ -23,17 +23,17 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from model import build_model, margin_lambda  # noqa: E402
-from pipeline.dataset import ShardDataset  # noqa: E402
-from pipeline.protocol import Utterance  # noqa: E402
-from pipeline.scoring import resolve_device, resolve_precision, to_device  # noqa: E402
-from pipeline.settings import FeatureSettings, ModelSettings, TrainSettings  # noqa: E402
-from pipeline.shards import ShardReader, write_shard  # noqa: E402
-from train import loader_workers, make_loader, train_step  # noqa: E402
+import numpy as np
+import torch
+from features.streams import Streams
+from model import build_model, margin_lambda
+from pipeline.data.dataset import ShardDataset
+from pipeline.data.protocol import Utterance
+from pipeline.scoring.scorer import resolve_device, resolve_precision, to_device
+from pipeline.settings import FeatureSettings, ModelSettings, TrainSettings
+from pipeline.data.shards import ShardReader, write_shard
+from pipeline.training import loader_workers, make_loader, train_step
 
 
 def synthetic_shards(folder: Path, settings, utterances: int, per_shard: int = 1000) -> list[ShardReader]:
@@ -44,8 +44,8 @@ def synthetic_shards(folder: Path, settings, utterances: int, per_shard: int = 1
         for i in range(start, min(start + per_shard, utterances)):
             frames = int(rng.integers(150, 650))  # 1.2 - 5.3 s
             records.append((Utterance(f"SYN_{i:06d}", "S", "-" if i % 2 else "A01", i % 2),
-                            rng.normal(-4, 1, (frames, settings.n_bins)).astype(np.float32),
-                            rng.uniform(0, 250, frames).astype(np.float32)))
+                            Streams(subband=rng.normal(-4, 1, (frames, settings.n_subband_bins)).astype(np.float32),
+                                    f0=rng.uniform(0, 250, frames).astype(np.float32))))
         path = folder / f"shard-{number:05d}.h5"
         write_shard(path, records, settings)
         readers.append(ShardReader(path, settings.fingerprint()))

@@ -20,19 +20,18 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from joblib import Parallel, delayed  # noqa: E402
-from torch.utils.data import DataLoader, Dataset  # noqa: E402
+import numpy as np
+import torch
+from joblib import Parallel, delayed
+from torch.utils.data import DataLoader, Dataset
 
-import features  # noqa: E402
-from pipeline.dataset import ShardDataset, fit_frames, model_input  # noqa: E402
-from pipeline.extract import extract_partition  # noqa: E402
-from pipeline.manifest import read_manifest, write_manifest  # noqa: E402
-from pipeline.settings import ExtractSettings, ModelSettings, load_settings  # noqa: E402
-from pipeline.shards import open_partition  # noqa: E402
+import features
+from pipeline.data.dataset import ShardDataset, fit_frames, model_input
+from pipeline.data.extraction import extract_partition
+from pipeline.data.manifests import read_manifest, write_manifest
+from pipeline.settings import ExtractSettings, ModelSettings, load_settings
+from pipeline.data.shards import open_partition
 
 FULL_CORPUS = 121_461
 FULL_TRAIN = 25_380
@@ -51,8 +50,8 @@ class OnTheFly(Dataset):
     def __getitem__(self, i):
         utt, path, _ = self.rows[i]
         waveform = features.load_audio(path, self.settings.sample_rate)
-        subband, f0 = features.extract(waveform, self.settings.sample_rate, self.settings)
-        subband, _ = fit_frames(subband, None, self.frames, None)
+        streams = features.extract(waveform, self.settings.sample_rate, self.settings)
+        subband, _ = fit_frames(streams.subband, None, self.frames, None)
         return model_input(subband, None, False), utt.label
 
 
@@ -73,7 +72,7 @@ def loader_rate(dataset, min_seconds: float = 5.0, max_seconds: float = 60.0) ->
 
 
 def train_epoch_seconds(folder: Path, feature_settings, frames: int) -> float:
-    from train import train_step
+    from pipeline.training import train_step
     from model import build_model
     torch.manual_seed(0)
     dataset = ShardDataset(open_partition(folder, feature_settings), frames, train=True)

@@ -10,22 +10,22 @@ wall second, and the whole/crop time ratio. Writes bench/results/score.json.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def main() -> int:
     import torch
 
-    from pipeline.dataset import ShardDataset
     from pipeline.settings import load_settings
-    from pipeline.shards import open_partition
-    from pipeline.scoring import load_model, resolve_device, score_dataset, scoring_precision
+    from pipeline.data.shards import open_partition
+    from pipeline.scoring.modelfile import ModelFile
+    from pipeline.scoring.scorer import Scorer, resolve_device
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(ROOT / "models/model.pt"))
@@ -36,23 +36,22 @@ def main() -> int:
     args = parser.parse_args()
 
     settings = load_settings(args.params)
-    model, state = load_model(Path(args.model))
+    model_file = ModelFile.load(Path(args.model))
     device = resolve_device(settings.train.device)
-    model.to(device)
     readers = open_partition(Path(args.features) / args.partition, settings.features)
     frames = sum(int(r.offsets[-1]) for r in readers)
     hop_s = settings.features.hop_length / settings.features.sample_rate
-    precision = scoring_precision(state.get("precision", "fp32"), device)
     rows = {}
     for rule in ("crop", "whole"):
-        dataset = ShardDataset(readers, state["frames"], train=False,
-                               f0_channel=state["model_settings"]["f0_channel"], eval_input=rule)
+        # the network's scores, as the model's Scorer gives them under each evaluation input rule
+        scorer = Scorer.of(dataclasses.replace(model_file, eval_input=rule), device=device)
+        dataset = scorer.dataset(readers)
         start = time.perf_counter()
         for _ in range(args.repeats):
-            score_dataset(model, dataset, settings.evaluate.batch_size, device, precision)
+            scorer.score_dataset(dataset, settings.evaluate.batch_size)
         seconds = (time.perf_counter() - start) / args.repeats
         audio = frames * hop_s if rule == "whole" else sum(
-            min(int(r.offsets[i + 1] - r.offsets[i]), state["frames"]) for r in readers for i in range(len(r))) * hop_s
+            min(int(r.offsets[i + 1] - r.offsets[i]), model_file.frames) for r in readers for i in range(len(r))) * hop_s
         rows[rule] = {"seconds": seconds, "utterances_per_s": len(dataset) / seconds,
                       "audio_seconds_per_s": audio / seconds}
         print(f"{rule:>5}: {seconds:7.1f} s for {len(dataset)} utterances ({len(dataset) / seconds:6.1f} /s, "
@@ -62,7 +61,7 @@ def main() -> int:
     out = ROOT / "bench/results/score.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"partition": args.partition, "device": str(device),
-                               "threads": torch.get_num_threads(), "crop_frames": state["frames"],
+                               "threads": torch.get_num_threads(), "crop_frames": model_file.frames,
                                "frames_in_partition": frames, **rows, "whole_over_crop": ratio},
                               indent=2) + "\n")
     return 0

@@ -26,10 +26,9 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from pipeline.preset import deep_update, parse_set  # noqa: E402
-from pipeline.settings import load_settings  # noqa: E402
+from pipeline.overrides import deep_update, parse_set
+from pipeline.settings import load_settings
 
 
 def write_params(out: Path, overrides: list[str], seed: int) -> Path:

@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 AVX2 = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 # name -> (precision, compile, malloc as train.py sets it (pipeline.scoring.tune_allocator))
@@ -47,10 +46,11 @@ def run_one(name: str, frames: int, batch: int, micro: int, steps: int, params: 
 
     import torch
 
+    from features.streams import network_streams
     from model import build_model
-    from pipeline.scoring import resolve_device, resolve_precision, to_device, tune_allocator
+    from pipeline.scoring.scorer import resolve_device, resolve_precision, to_device, tune_allocator
     from pipeline.settings import load_settings
-    from train import train_step
+    from pipeline.training import train_step
 
     precision, compiled, tuned = CONFIGS[name]
     if tuned:
@@ -64,7 +64,7 @@ def run_one(name: str, frames: int, batch: int, micro: int, steps: int, params: 
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="inductor-")
     runner = torch.compile(model) if compiled else model
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.98), eps=1e-9, amsgrad=True)
-    x = to_device(torch.randn(batch, 1, settings.features.n_bins, frames), device)
+    x = to_device(torch.randn(batch, 1, sum(network_streams(settings.features).values()), frames), device)
     y = torch.randint(0, 2, (batch,), device=device)
 
     def step():

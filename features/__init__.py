@@ -8,10 +8,12 @@ from .excitation import N_UTTERANCE_STATISTICS, excitation_statistics, utterance
 from .f0 import compute_f0
 from .harmonic_phase import N_PHASE_STATISTICS, frame_harmonic_phase, utterance_phase_statistics
 from .harmonicity import frame_hnr, utterance_hnr
+from .streams import Streams, fusion_streams, network_streams, stream_widths
 from .subband import n_frames, preemphasis, subband_spectrogram
 
-__all__ = ["AudioError", "check_finite", "check_waveform", "compute_f0", "excitation_statistics", "extract", "frame_harmonic_phase",
-           "frame_hnr", "fusion_statistics", "load_audio", "n_frames", "n_fusion_statistics", "preemphasis", "resample",
+__all__ = ["AudioError", "check_finite", "check_waveform", "compute_f0", "excitation_statistics", "extract",
+           "frame_harmonic_phase", "frame_hnr", "fusion_statistics", "fusion_streams", "load_audio", "n_frames",
+           "n_fusion_statistics", "network_streams", "preemphasis", "resample", "stream_widths", "Streams",
            "subband_spectrogram", "to_mono"]
 
 
@@ -29,58 +31,53 @@ def check_finite(source, **streams) -> None:
                                      f"bug in the feature code, please report it with the file")
 
 
-def extract(waveform: np.ndarray, sample_rate: int, settings,
-            with_f0: bool = True, source="<waveform>") -> tuple[np.ndarray, np.ndarray | None]:
-    """The one feature implementation used by extraction and detect.
-
-    Returns (subband [frames, bins] float32, f0 [frames] float32 in Hz), aligned frame for frame
-    (with settings.excitation the excitation statistics are the subband's last rows, with
-    settings.harmonicity each frame's HNR after them, with settings.harmonic_phase the harmonics'
-    phases and levels after that); f0 is None with with_f0=False (a model without an F0 channel:
-    pyworld is the costly part).
+def extract(waveform: np.ndarray, sample_rate: int, settings, with_f0: bool = True,
+            source="<waveform>") -> Streams:
+    """The one feature implementation used by extraction and detect: the utterance's named
+    streams (features/streams.py) as float32 arrays, aligned frame for frame: subband, then each
+    optional stream the settings turn on (view2, excitation, harmonicity, harmonic_phase), and f0
+    (Hz) unless with_f0 is False and no stream needs it (pyworld is the costly part).
     The waveform is mixed to mono and resampled to settings.sample_rate first if needed.
     Every value returned is finite: otherwise AudioError names `source` (the file) and the stream.
     """
     waveform = check_waveform(np.asarray(to_mono(np.asarray(waveform)), dtype=np.float32), source)
     waveform = resample(waveform, sample_rate, settings.sample_rate)
-    subband = subband_spectrogram(waveform, settings)
-    check_finite(source, subband=subband)
-    if getattr(settings, "excitation", False):
-        statistics = excitation_statistics(waveform, settings.sample_rate, settings.hop_length,
-                                           preemphasis_coefficient=settings.preemphasis)
-        check_finite(source, excitation=statistics)
-        subband = np.concatenate([subband, statistics], axis=1)
-    if getattr(settings, "harmonicity", False):
-        hnr = frame_hnr(waveform, settings.sample_rate, settings.hop_length, len(subband))
-        check_finite(source, harmonicity=hnr)
-        subband = np.concatenate([subband, hnr[:, None]], axis=1)
-    phase = getattr(settings, "harmonic_phase", False)
-    if not with_f0 and not phase:
-        return subband, None
-    f0 = compute_f0(waveform, settings.sample_rate, len(subband), settings)
-    check_finite(source, f0=f0)
-    if phase:
-        rows = frame_harmonic_phase(waveform, settings.sample_rate, settings.hop_length, f0)
-        check_finite(source, harmonic_phase=rows)
-        subband = np.concatenate([subband, rows], axis=1)
-    return subband, f0 if with_f0 else None
+    spectra = subband_spectrogram(waveform, settings)
+    split = settings.n_subband_bins
+    streams = Streams(subband=spectra[:, :split])
+    if settings.view2_bands:
+        streams["view2"] = spectra[:, split:]
+    if settings.excitation:
+        streams["excitation"] = excitation_statistics(waveform, settings.sample_rate, settings.hop_length,
+                                                      preemphasis_coefficient=settings.preemphasis)
+    if settings.harmonicity:
+        streams["harmonicity"] = frame_hnr(waveform, settings.sample_rate, settings.hop_length,
+                                           streams.frames)[:, None]
+    if with_f0 or settings.harmonic_phase:
+        streams["f0"] = compute_f0(waveform, settings.sample_rate, streams.frames, settings)
+    if settings.harmonic_phase:
+        streams["harmonic_phase"] = frame_harmonic_phase(waveform, settings.sample_rate, settings.hop_length,
+                                                         streams["f0"])
+    if not with_f0:
+        streams.pop("f0", None)
+    check_finite(source, **streams)
+    return streams
 
 
-def n_fusion_statistics(harmonicity_rows: int = 0, phase_rows: int = 0) -> int:
-    """How many numbers fusion_statistics gives for these row counts."""
-    return N_UTTERANCE_STATISTICS + (1 if harmonicity_rows else 0) + (N_PHASE_STATISTICS if phase_rows else 0)
+def n_fusion_statistics(streams) -> int:
+    """How many numbers fusion_statistics gives when it reads these streams."""
+    return (N_UTTERANCE_STATISTICS + (1 if "harmonicity" in streams else 0)
+            + (N_PHASE_STATISTICS if "harmonic_phase" in streams else 0))
 
 
-def fusion_statistics(subband: np.ndarray, f0: np.ndarray, excitation_rows: int,
-                      harmonicity_rows: int = 0, phase_rows: int = 0) -> np.ndarray:
-    """What the score fusion's statistics model reads of one utterance, from its stored rows
-    (extract's subband, the whole utterance): the excitation statistics summarised
-    (excitation.utterance_statistics), then, with a harmonicity row, its median HNR, then, with
-    harmonic phase rows, their 9 statistics (NaN where there is no evidence)."""
-    end = subband.shape[1] - phase_rows
-    statistics = utterance_statistics(subband[:, end - harmonicity_rows - excitation_rows:end - harmonicity_rows], f0)
-    if harmonicity_rows:
-        statistics = np.append(statistics, utterance_hnr(subband[:, end - 1]))
-    if phase_rows:
-        statistics = np.append(statistics, utterance_phase_statistics(subband[:, end:]))
+def fusion_statistics(streams: Streams, names) -> np.ndarray:
+    """What the score fusion's statistics model reads of one utterance (the whole utterance, as
+    stored): the excitation statistics summarised (excitation.utterance_statistics, with f0),
+    then, when `names` has them, the median HNR and the 9 harmonic phase statistics (NaN where
+    there is no evidence)."""
+    statistics = utterance_statistics(streams["excitation"], streams["f0"])
+    if "harmonicity" in names:
+        statistics = np.append(statistics, utterance_hnr(streams["harmonicity"][:, 0]))
+    if "harmonic_phase" in names:
+        statistics = np.append(statistics, utterance_phase_statistics(streams["harmonic_phase"]))
     return statistics

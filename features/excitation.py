@@ -4,10 +4,8 @@ A vocoder rebuilds speech from a source and a filter, and its source is rarely t
 a pulse train (LPC, WORLD, Codec 2) makes a residual more impulsive than a human glottis does,
 and a phase reconstruction (Griffin-Lim, a mel inversion) smears each pulse over the period, so
 its residual is less impulsive. Both keep the spectral envelope and the F0 that the spectrogram
-views look at. On the mini corpus' training partition one of these numbers per utterance (the
-median residual kurtosis) separates bona fide from WORLD, LPC and Codec 2 (more impulsive) and
-from Griffin-Lim and the mel inversion (less impulsive) with ROC AUCs of 0.75-0.85
-(docs/experiments.md).
+views look at. On the mini corpus one of these numbers per utterance (the median residual
+kurtosis) alone separates bona fide from both kinds of vocoder well (docs/experiments.md).
 """
 from __future__ import annotations
 

@@ -7,14 +7,12 @@ largest normalised correlation r of a 1/60 s window with itself shifted by any l
 period (the peak refined by a parabola through its neighbours), as Praat's cross-correlation
 harmonics-to-noise ratio computes it (HNR = 10 log10(r / (1 - r)) dB; Boersma 1993). Frames
 whose window peaks below a tenth of the utterance's peak are silent. Per utterance, the score
-fusion reads the median HNR of the frames that are not silent (docs/experiments.md: held out,
-WORLD 22 -> 19 %, the mean over the 8 training attacks 13.0 -> 11.3 %).
+fusion reads the median HNR of the frames that are not silent (what it gained: docs/experiments.md).
 
-Why not Praat itself (praat-parselmouth is a dependency): its Harmonicity takes 11x the CPU time
-of this numpy version (`python bench/extract.py`, 2-core AMD EPYC without AMX: 55.6 against 5.1
-ms per utterance), and they agree where it matters (the same gain in the fusion). Searching the
-whole pitch range matters: the same correlation searched only near the pyworld F0 period gave no
-gain at all.
+Why not Praat itself (praat-parselmouth is a dependency): its Harmonicity takes several times the
+CPU time of this numpy version (`python bench/extract.py` times both; docs/benchmarks.md), and
+they agree where it matters (the same gain in the fusion). Searching the whole pitch range
+matters: the same correlation searched only near the pyworld F0 period gained nothing.
 
 Pure signal code: (waveform, rate, hop, frames) -> per-frame values.
 """

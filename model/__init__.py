@@ -7,6 +7,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from features.streams import NETWORK_STREAMS, network_streams
+
 from .asoftmax import AngleLinear, AngularOutput, SoftmaxHead, asoftmax_loss, floor_gamma, margin_lambda, psi
 from .one_class import OneClassHead, one_class_loss
 from .srla_res2net import SRLARes2Net
@@ -59,30 +61,33 @@ class ExcitationBranch(nn.Module):
 
 
 class Detector(nn.Module):
-    """SR-LA Res2Net on the F0 subband; with a second view (view2_split = the row where it starts
-    in the input, i.e. the subband's bin count), the rows from there go through their own
-    BandBranch; with excitation_rows > 0 the input's last rows (the excitation statistics) go
-    through an ExcitationBranch. The embeddings are concatenated before the head (embedding-level
-    fusion). ignored_rows: rows after all of those that the network never reads (the harmonicity
-    and harmonic phase, for the score fusion only); they are dropped first."""
+    """SR-LA Res2Net on the F0 subband, and a branch of its own for each other stream it reads:
+    a BandBranch for the second view (view2), an ExcitationBranch for the excitation statistics.
+    The embeddings are concatenated before the head (embedding-level fusion).
 
-    def __init__(self, settings, view2_split: int | None = None, excitation_rows: int = 0,
-                 ignored_rows: int = 0):
+    streams: {name: width} of the streams it reads (features.network_streams), in the order they
+    are stacked into its input rows; the input holds those rows and nothing else."""
+
+    def __init__(self, settings, streams: dict[str, int] | None = None):
         super().__init__()
-        self.ignored_rows = ignored_rows
+        self.streams = dict(streams or {"subband": 0})
+        unknown = set(self.streams) - set(NETWORK_STREAMS)
+        if unknown:
+            raise ValueError(f"the network reads none of the streams {sorted(unknown)}")
         in_channels = 2 if settings.f0_channel else 1
         self.input_norm = settings.input_norm
-        self.view2_split = view2_split
-        self.excitation_rows = excitation_rows
+        # The second view starts after the subband's rows; the excitation statistics are the last rows.
+        self.view2_split = self.streams["subband"] if "view2" in self.streams else None
+        self.excitation_rows = self.streams.get("excitation", 0)
         self.backbone = SRLARes2Net(settings, in_channels)
         dim = self.backbone.embedding_dim
         self.view2 = None
-        if view2_split is not None:
+        if self.view2_split is not None:
             self.view2 = BandBranch(in_channels, settings.view2_dim)
             dim += self.view2.embedding_dim
         self.excitation = None
-        if excitation_rows:
-            self.excitation = ExcitationBranch(in_channels, excitation_rows, settings.excitation_dim)
+        if self.excitation_rows:
+            self.excitation = ExcitationBranch(in_channels, self.excitation_rows, settings.excitation_dim)
             dim += self.excitation.embedding_dim
         if settings.head == "asoftmax":
             self.head = AngleLinear(dim, 2, settings.margin)
@@ -92,10 +97,8 @@ class Detector(nn.Module):
             self.head = SoftmaxHead(dim, 2)
 
     def forward(self, x: torch.Tensor) -> AngularOutput:
-        # x: [batch, channels, rows, frames]: the subband's bins, the second view's bands, the
-        # excitation statistics, the rows only the score fusion reads.
-        if self.ignored_rows:
-            x = x[:, :, :-self.ignored_rows]
+        # x: [batch, channels, rows, frames]: the streams it reads, stacked (the subband's bins,
+        # the second view's bands, the excitation statistics).
         excitation = None
         if self.excitation is not None:
             x, excitation = x[:, :, :-self.excitation_rows], x[:, :, -self.excitation_rows:]
@@ -114,15 +117,10 @@ class Detector(nn.Module):
 
 
 def build_model(model_settings, feature_settings=None) -> Detector:
-    """The network for these model settings; feature_settings (when given) say whether the input
-    carries a second view after the subband's bins, excitation statistics after that, and the
-    rows only the score fusion reads (harmonicity, harmonic phase) last."""
-    split = None
-    if feature_settings is not None and getattr(feature_settings, "view2_bands", 0):
-        split = feature_settings.n_subband_bins
-    excitation_rows = getattr(feature_settings, "n_excitation_rows", 0) if feature_settings is not None else 0
-    ignored_rows = getattr(feature_settings, "n_fusion_only_rows", 0) if feature_settings is not None else 0
-    return Detector(model_settings, split, excitation_rows, ignored_rows)
+    """The network for these model settings, reading the streams the feature settings make for it
+    (features.network_streams: the subband, and the second view and excitation statistics where
+    they are on); without feature settings, the subband alone."""
+    return Detector(model_settings, network_streams(feature_settings) if feature_settings is not None else None)
 
 
 def head_loss(settings):

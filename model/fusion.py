@@ -1,11 +1,12 @@
 """Score fusion of the network with a small model of the utterance's excitation statistics.
 
 The network's excitation branch learns the residual cues of the vocoders it trains on, one by
-one; held out, a vocoder is scored near chance (leave-one-attack-out LPC 56 %). A quadratic
-logistic regression on 17 utterance statistics of the same per-frame numbers
-(features.excitation.utterance_statistics) has too few parameters to learn a vocoder by heart and
-carries the cue to unseen ones (LPC held out: 6 %), but alone it is weak on most attacks. Fused,
-the network's score decides and the statistics' log-odds shift it (docs/experiments.md).
+one, and meets a held-out vocoder near chance. A quadratic logistic regression on utterance
+statistics of the same per-frame numbers (features.excitation.utterance_statistics, and the
+harmonicity and harmonic phase streams' summaries where the recipe has them) has too few
+parameters to learn a vocoder by heart and carries the cue to unseen ones, but alone it is weak
+on most attacks. Fused, the network's score decides and the statistics' log-odds shift it
+(figures: docs/experiments.md).
 
 Two fits, both in train.py: the statistics model on the training utterances (the network's own
 training set, without train.exclude_attacks), then the fusion weights, a two-input logistic
@@ -14,8 +15,7 @@ numbers (a dict of lists), so scoring needs neither pickles nor the training dat
 
 One-sided (model.excitation_fusion_one_sided): the statistics' log-odds are capped at 0, so they
 can lower a score (the excitation looks like a vocoder's) but never raise one. A held-out
-generator whose excitation the statistics take for a voice (the neural TTS Kokoro: 38 % alone)
-then keeps the network's score instead of being pushed towards bona fide. The cap is part of the
+generator whose excitation the statistics take for a voice (a neural TTS) then keeps the network's score instead of being pushed towards bona fide. The cap is part of the
 statistics model's numbers ("one_sided"), so every scorer applies it.
 
 A statistic may be NaN: no evidence (the harmonic phase of an utterance without voiced frames).
@@ -28,7 +28,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import PolynomialFeatures
 
-__all__ = ["combine", "fit_fusion", "fit_statistics_model", "fused_scores", "statistics_logit", "statistics_rows"]
+__all__ = ["combine", "fit_fusion", "fit_statistics_model", "fused_scores", "statistics_logit"]
 
 DEGREE = 2  # every statistic, and every product of two
 
@@ -122,14 +122,8 @@ def combine(weights: dict, network_scores: np.ndarray, statistics_logits: np.nda
             + weights["w_statistics"] * np.asarray(statistics_logits, dtype=np.float64) + weights["bias"])
 
 
-def statistics_rows(fusion: dict) -> tuple[int, int, int]:
-    """The feature rows a model file's fusion reads (features.fusion_statistics' row counts):
-    excitation, harmonicity, harmonic phase (the last two absent from older model files)."""
-    return fusion["excitation_rows"], fusion.get("harmonicity_rows", 0), fusion.get("harmonic_phase_rows", 0)
-
-
 def fused_scores(fusion: dict, network_scores: np.ndarray, statistics: np.ndarray) -> np.ndarray:
     """The fused score of each utterance from the network's score and its utterance statistics;
-    fusion: {"statistics_model", "excitation_rows", ["harmonicity_rows",] "weights"} as the model file
-    stores it; statistics: features.fusion_statistics of each utterance."""
+    fusion: {"statistics_model", "streams", "weights"} as the model file stores it (streams: what
+    the statistics are read from); statistics: features.fusion_statistics of each utterance."""
     return combine(fusion["weights"], network_scores, statistics_logit(fusion["statistics_model"], statistics))

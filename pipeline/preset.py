@@ -8,73 +8,23 @@ params.yaml before it is written, so a typo leaves params.yaml untouched.
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 from pathlib import Path
 
 import yaml
-from ruamel.yaml import YAML
 
-from pipeline.settings import SettingsError, load_settings
-
-
-def merge(target, preset: dict, path: str = "") -> None:
-    for key, value in preset.items():
-        where = f"{path}.{key}" if path else key
-        if key not in target:
-            raise SettingsError(f"{where}: not a key of params.yaml")
-        if isinstance(value, dict) and isinstance(target[key], dict) and not _is_leaf_mapping(where):
-            merge(target[key], value, where)
-        else:
-            target[key] = value
+from pipeline.cli import run_stage
+from pipeline.errors import PipelineError
+from pipeline.overrides import apply_preset, deep_update, parse_set
 
 
-def _is_leaf_mapping(where: str) -> bool:
-    # Mappings that are values in their own right: replaced whole, not merged key by key.
-    return where in {"corpus.speakers"}
-
-
-def apply_preset(params_path: Path, preset: dict) -> None:
-    rt = YAML()
-    rt.preserve_quotes = True
-    rt.width = 4096  # keep long flow mappings on one line, as written
-    rt.representer.add_representer(
-        type(None), lambda representer, _: representer.represent_scalar("tag:yaml.org,2002:null", "null"))
-    document = rt.load(params_path.read_text())
-    merge(document, preset)
-    buffer = io.StringIO()
-    rt.dump(document, buffer)
-    candidate = params_path.with_name(params_path.name + ".new")
-    candidate.write_text(buffer.getvalue())
+def apply(preset_path: str | None, assignments: list[str], params: Path) -> None:
     try:
-        load_settings(candidate)
-    except SettingsError:
-        candidate.unlink()
-        raise
-    candidate.replace(params_path)
-
-
-def parse_set(items: list[str]) -> dict:
-    preset: dict = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SettingsError(f"--set {item}: expected KEY=VALUE")
-        node = preset
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(value)
-    return preset
-
-
-def deep_update(base: dict, extra: dict) -> dict:
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            deep_update(base[key], value)
-        else:
-            base[key] = value
-    return base
+        preset = yaml.safe_load(Path(preset_path).read_text()) if preset_path else {}
+    except yaml.YAMLError as err:
+        raise PipelineError(f"{preset_path}: not valid YAML: {err}") from None
+    apply_preset(params, deep_update(preset or {}, parse_set(assignments)))
+    print(f"preset: {params} updated; run `dvc repro`")
 
 
 def main(argv=None) -> int:
@@ -83,15 +33,7 @@ def main(argv=None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
-    try:
-        preset = yaml.safe_load(Path(args.preset).read_text()) if args.preset else {}
-        preset = deep_update(preset or {}, parse_set(args.set))
-        apply_preset(Path(args.params), preset)
-    except (SettingsError, OSError, yaml.YAMLError) as err:
-        print(f"preset: {err}", file=sys.stderr)
-        return 1
-    print(f"preset: {args.params} updated; run `dvc repro`")
-    return 0
+    return run_stage("preset", lambda: apply(args.preset, args.set, Path(args.params)))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,14 @@
 """Typed, validated settings loaded once from params.yaml.
 
-Each params.yaml section maps onto one dataclass below. Unknown keys, wrong types and
-out-of-range values are reported at start-up with their path (``features.n_fft``), never
+Each params.yaml section maps onto one dataclass below. Unknown keys, missing keys, wrong types
+and out-of-range values are reported at start-up with their path (``features.n_fft``), never
 as a KeyError half-way through a run. Library code receives these objects; it never
 reads params.yaml itself.
+
+params.yaml is the one source of a run's settings: it must set every key (load_settings refuses
+one that leaves a key out), so nothing falls back to a value written here. The defaults below are
+the paper's recipe (what presets/asvspoof2019_la.yaml sets, less its speed-only choices; a test
+checks it), for settings built in code: tests and benchmarks.
 """
 from __future__ import annotations
 
@@ -19,8 +24,7 @@ from typing import Literal, Optional, Union
 
 import yaml
 
-from features.excitation import STATISTICS as EXCITATION_STATISTICS
-from features.harmonic_phase import HARMONICS
+from pipeline.errors import PipelineError
 
 PARTITIONS = ("train", "dev", "eval")
 
@@ -29,7 +33,7 @@ PARTITIONS = ("train", "dev", "eval")
 FEATURE_VERSION = 1
 
 
-class SettingsError(ValueError):
+class SettingsError(PipelineError, ValueError):
     """A params.yaml problem, reported with the key's path."""
 
 
@@ -118,22 +122,19 @@ class FeatureSettings:
     f0_method: Literal["dio", "harvest"] = "dio"
     f0_floor: float = 71.0
     f0_ceil: float = 800.0
-    # The second view (issue 16): view2_bands mel-spaced bands of the same STFT from view2_min_hz
-    # to view2_max_hz, stored after the subband's bins and read by a branch of their own in the
-    # network; 0 = none (the paper).
+    # The second view: the `view2` stream, view2_bands mel-spaced bands of the same STFT from
+    # view2_min_hz to view2_max_hz, read by a branch of its own in the network; 0 = none (the paper).
     view2_bands: int = 0
     view2_min_hz: float = 400.0
     view2_max_hz: float = 8000.0
-    # Excitation statistics (features/excitation.py): 4 rows per frame after everything else,
-    # how impulsive each frame's LPC residual is; read by a branch of their own. false = none.
+    # The `excitation` stream (features/excitation.py): 4 numbers per frame, how impulsive the
+    # frame's LPC residual is; read by a branch of its own and by the score fusion. false = none.
     excitation: bool = False
-    # Harmonicity (features/harmonicity.py): 1 row per frame after the excitation statistics, the
-    # frame's harmonics-to-noise ratio in dB (-40 where silent), read by the score fusion's
-    # statistics model only, never by the network. false = none.
+    # The `harmonicity` stream (features/harmonicity.py): each frame's harmonics-to-noise ratio in
+    # dB; read by the score fusion's statistics model only, never by the network. false = none.
     harmonicity: bool = False
-    # Harmonic phase (features/harmonic_phase.py): 16 rows per frame after the harmonicity, the
-    # phases (radians) and levels (dB) of harmonics 1-8 at the pyworld F0, read by the score
-    # fusion's statistics model only, never by the network. false = none.
+    # The `harmonic_phase` stream (features/harmonic_phase.py): the phases (radians) and levels
+    # (dB) of harmonics 1-8 at the pyworld F0; read by the score fusion only. false = none.
     harmonic_phase: bool = False
 
     def validate(self, path: str) -> None:
@@ -154,44 +155,10 @@ class FeatureSettings:
         if not 0 < self.f0_floor < self.f0_ceil <= nyquist:
             raise SettingsError(f"{path}: need 0 < f0_floor < f0_ceil <= Nyquist")
 
-    @classmethod
-    def from_stored(cls, stored: dict) -> "FeatureSettings":
-        """The settings a model file (or export) recorded; files written before
-        window_symmetric existed used the periodic window."""
-        return cls(**{"window_symmetric": False, **stored})
-
     @property
     def n_subband_bins(self) -> int:
         """STFT bins of the F0 subband (45 for the paper's settings)."""
         return min(math.ceil(self.max_hz * self.n_fft / self.sample_rate) + 1, self.n_fft // 2 + 1)
-
-    @property
-    def n_spectral_rows(self) -> int:
-        """Rows that are spectra (the subband's bins and the second view's bands)."""
-        return self.n_subband_bins + self.view2_bands
-
-    @property
-    def n_excitation_rows(self) -> int:
-        return len(EXCITATION_STATISTICS) if self.excitation else 0
-
-    @property
-    def n_harmonicity_rows(self) -> int:
-        return 1 if self.harmonicity else 0
-
-    @property
-    def n_harmonic_phase_rows(self) -> int:
-        return 2 * HARMONICS if self.harmonic_phase else 0
-
-    @property
-    def n_fusion_only_rows(self) -> int:
-        """The last rows, which only the score fusion reads (the network drops them)."""
-        return self.n_harmonicity_rows + self.n_harmonic_phase_rows
-
-    @property
-    def n_bins(self) -> int:
-        """Rows of the stored feature: the subband's bins, the second view's bands, the
-        excitation statistics, the harmonicity, then the harmonic phase."""
-        return self.n_spectral_rows + self.n_excitation_rows + self.n_fusion_only_rows
 
     @property
     def frame_period_ms(self) -> float:
@@ -409,7 +376,7 @@ class TrainSettings:
     amsgrad: bool = True
     seed: int = 1
     # auto: bf16 autocast where the hardware has it natively (CUDA with bf16; a CPU with AMX or
-    # AVX512_BF16), fp32 otherwise (AVX2 CPUs, where a bf16 step is 2-5x slower than fp32).
+    # AVX512_BF16), fp32 otherwise (AVX2 CPUs, where a bf16 step is much slower than fp32).
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     # "auto": CUDA when present, else CPU; or "cpu", "cuda", "cuda:1".
     device: str = "auto"
@@ -610,6 +577,22 @@ def build(cls, data, path: str):
     return obj
 
 
+def require_every_key(cls, data, path: str) -> None:
+    """Raise SettingsError naming the first key of dataclass cls (nested ones too) that `data` leaves out."""
+    data = data if isinstance(data, dict) else {}
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        where = f"{path}.{f.name}" if path else f.name
+        if f.name in ("augment", "copy_synthesis") and cls is Settings:
+            continue  # under features in params.yaml; checked on their own
+        if f.name not in data:
+            raise SettingsError(f"{where}: missing; params.yaml sets every key (the code's defaults are the "
+                                f"paper's recipe, not this one's): add it (docs: the key's comment in the "
+                                f"repository's params.yaml)")
+        if dataclasses.is_dataclass(hints[f.name]):
+            require_every_key(hints[f.name], data[f.name], where)
+
+
 def load_settings(path: str | Path = "params.yaml") -> Settings:
     path = Path(path)
     try:
@@ -629,9 +612,21 @@ def load_settings(path: str | Path = "params.yaml") -> Settings:
                 if key in raw["features"]:
                     moved[key] = raw["features"].pop(key)
         settings = build(Settings, raw, "")
+        require_every_key(Settings, raw, "")
+        require_every_key(AugmentSettings, moved["augment"], "features.augment")
+        require_every_key(CopySynthesisSettings, moved["copy_synthesis"], "features.copy_synthesis")
         settings.check_across()
         return dataclasses.replace(settings, augment=build(AugmentSettings, moved["augment"], "features.augment"),
                                    copy_synthesis=build(CopySynthesisSettings, moved["copy_synthesis"],
                                                         "features.copy_synthesis"))
     except SettingsError as err:
         raise SettingsError(f"{path}: {err}") from None
+
+
+def settings_as_params(settings: Settings) -> dict:
+    """The params.yaml mapping that load_settings turns into `settings` (features.augment and
+    features.copy_synthesis back under features), e.g. to run train.py on settings built in code."""
+    params = dataclasses.asdict(settings)
+    params["features"]["augment"] = params.pop("augment")
+    params["features"]["copy_synthesis"] = params.pop("copy_synthesis")
+    return params

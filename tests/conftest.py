@@ -1,3 +1,4 @@
+import subprocess
 import sys
 from pathlib import Path
 
@@ -5,9 +6,8 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from pipeline.settings import FeatureSettings  # noqa: E402
+from pipeline.settings import FeatureSettings
 
 
 def repository_features() -> FeatureSettings:
@@ -33,7 +33,7 @@ def make_tone_corpus(root: Path, partitions=("train", "dev", "eval"), per_partit
     """A tiny corpus in the ASVspoof layout: bona fide tones with vibrato, 'spoofs' without."""
     import soundfile as sf
 
-    from pipeline.protocol import audio_dir, protocol_path
+    from pipeline.data.protocol import audio_dir, protocol_path
 
     rng = np.random.default_rng(seed)
     for part in partitions:
@@ -59,14 +59,17 @@ def make_tone_corpus(root: Path, partitions=("train", "dev", "eval"), per_partit
 def make_feature_shards(folder: Path, settings, n_utts: int = 64, n_shards: int = 2, seed: int = 0):
     """Feature shards with a learnable class difference: bona fide F0 tracks wander, spoof ones are flat.
 
-    The subband gets a harmonic ridge at the F0's bin, so the model sees the difference.
+    The subband gets a harmonic ridge at the F0's bin, so the model sees the difference; every
+    other stream the settings make holds noise.
     """
-    from pipeline.protocol import Utterance
-    from pipeline.shards import file_sha256, shard_name, write_index, write_shard
+    from features.streams import Streams, stream_widths
+    from pipeline.data.protocol import Utterance
+    from pipeline.data.shards import file_sha256, shard_name, write_index, write_shard
 
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     hz_per_bin = settings.sample_rate / settings.n_fft
+    widths = stream_widths(settings)
     utts = []
     for i in range(n_utts):
         label = int(i % 2 == 0)
@@ -74,11 +77,12 @@ def make_feature_shards(folder: Path, settings, n_utts: int = 64, n_shards: int 
         base = rng.uniform(110, 220)
         wobble = 0.15 * np.sin(np.arange(frames) / rng.uniform(2, 4)) if label else 0.0
         f0 = (base * (1 + wobble) * np.ones(frames)).astype(np.float32)
-        sub = rng.normal(-4.0, 1.0, size=(frames, settings.n_bins)).astype(np.float32)
-        ridge = np.clip(np.round(f0 / hz_per_bin).astype(int), 0, settings.n_bins - 1)
-        sub[np.arange(frames), ridge] += 4.0
+        streams = Streams({name: rng.normal(-4.0, 1.0, size=(frames, width)).astype(np.float32)
+                           for name, width in widths.items()}, f0=f0)
+        ridge = np.clip(np.round(f0 / hz_per_bin).astype(int), 0, widths["subband"] - 1)
+        streams["subband"][np.arange(frames), ridge] += 4.0
         attack = "-" if label else f"A0{1 + i % 3}"
-        utts.append((Utterance(f"SYN_{i:05d}", f"S{i % 4}", attack, label), sub, f0))
+        utts.append((Utterance(f"SYN_{i:05d}", f"S{i % 4}", attack, label), streams))
     entries = []
     for s in range(n_shards):
         part = utts[s * n_utts // n_shards:(s + 1) * n_utts // n_shards]
@@ -90,60 +94,78 @@ def make_feature_shards(folder: Path, settings, n_utts: int = 64, n_shards: int 
     return folder
 
 
+def run_training(settings, features_dir: Path, out_dir: Path, *extra: str, check: bool = True,
+                 live: bool = False) -> subprocess.CompletedProcess:
+    """train.py on `settings` (built in code: written to out_dir/params.yaml), as the train stage runs
+    it, in a process of its own; check: fail the test, with train.py's output, if it fails."""
+    import yaml
+
+    from pipeline.settings import settings_as_params
+    out_dir.mkdir(parents=True, exist_ok=True)
+    params = out_dir / "params.yaml"
+    params.write_text(yaml.safe_dump(settings_as_params(settings), sort_keys=False))
+    command = [sys.executable, str(ROOT / "train.py"), "--params", str(params), "--features", str(features_dir),
+               "--out_fold", str(out_dir), "--metrics", str(out_dir / "train.json"),
+               "--live", str(out_dir / "live") if live else "", "--no-progress", *extra]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=900)
+    if check and result.returncode:
+        raise AssertionError(f"train.py failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def training_summary(out_dir: Path) -> dict:
+    """The metrics/train.json a run_training run wrote."""
+    import json
+    return json.loads((out_dir / "train.json").read_text())
+
+
+TINY_MODEL = dict(layers=[1, 1], planes=[16, 32], scale=4, stem_channels=8, view2_dim=16)
+
+
 def train_tiny_model(root: Path, features: FeatureSettings = FeatureSettings(), precision: str = "auto",
                      fusion: bool = False, exclude_attacks=()) -> Path:
     """A small model trained for one epoch on learnable synthetic shards (for detect, export and
     cross-corpus tests); fusion: with the excitation statistics' score fusion. Returns its model.pt."""
-    import train
     from pipeline.settings import ModelSettings, Settings, TrainSettings
 
     make_feature_shards(root / "features/train", features, n_utts=32, seed=0)
     make_feature_shards(root / "features/dev", features, n_utts=16, n_shards=1, seed=1)
-    settings = Settings(features=features,
-                        model=ModelSettings(layers=[1, 1], planes=[16, 32], scale=4, stem_channels=8, view2_dim=16,
-                                            excitation_fusion=fusion),
+    settings = Settings(features=features, model=ModelSettings(**TINY_MODEL, excitation_fusion=fusion),
                         train=TrainSettings(frames=32, batch_size=16, epochs=1, warmup_steps=2, num_workers=0,
                                             precision=precision, exclude_attacks=list(exclude_attacks)))
-    train.train(settings, root / "features", root / "models", root / "train.json", live_dir=None, progress=False)
+    run_training(settings, root / "features", root / "models")
     return root / "models/model.pt"
 
 
-def assert_network_ignores_last_rows(features: FeatureSettings, stored: np.ndarray, rows: int) -> None:
-    """A small network built for `features` scores the stored feature [frames, bins] of one
-    utterance the same whatever its last `rows` rows hold (the rows only the score fusion reads)."""
-    import torch
-
+def assert_network_reads_none_of(features: FeatureSettings, streams) -> None:
+    """The network built for `features` reads none of `streams` (the fusion-only ones): they are
+    not in its declared streams, so they never reach its input."""
+    from features.streams import network_streams, stream_widths
     from model import build_model
     from pipeline.settings import ModelSettings
-    torch.manual_seed(0)
-    network = build_model(ModelSettings(layers=[1, 1], planes=[16, 32], scale=4, stem_channels=8, view2_dim=16,
-                                        f0_channel=False), features).eval()
-    inputs = torch.from_numpy(stored.T.copy())[None, None]
-    changed = inputs.clone()
-    changed[:, :, -rows:] = 1e4
-    with torch.no_grad():
-        torch.testing.assert_close(network(inputs).cos_theta, network(changed).cos_theta)
+    network = build_model(ModelSettings(**TINY_MODEL, f0_channel=False), features)
+    assert set(streams) <= set(stream_widths(features))  # the settings do make them
+    assert not set(streams) & set(network.streams) and network.streams == network_streams(features)
 
 
 def assert_every_scorer_fuses_alike(root: Path, model_path: Path, features: FeatureSettings, audio_files) -> np.ndarray:
     """For a fused model of train_tiny_model: evaluate's dev scores are the fusion of the network's
-    scores with each utterance's statistics (read as the model file's fusion says), and detect and
-    its ONNX export score audio_files alike. Returns the dev statistics [utterances, inputs]."""
-    from model.fusion import fused_scores, statistics_rows
-    from pipeline import export
-    from pipeline.detect import Detector
-    from pipeline.evaluate import score_readers
-    from pipeline.scoring import load_model
-    from pipeline.settings import load_settings
-    from pipeline.shards import open_partition
-    from test_fusion import ROOT, network_scores
-    model, state = load_model(model_path)
-    fusion = state["fusion"]
+    scores with each utterance's statistics (read from the streams the model file's fusion names),
+    and detect and its ONNX export score audio_files alike. Returns the dev statistics
+    [utterances, inputs]."""
+    from model.fusion import fused_scores
+    from pipeline.inference import export
+    from pipeline.inference.detector import Detector
+    from pipeline.scoring.modelfile import ModelFile
+    from pipeline.scoring.scorer import Scorer
+    from pipeline.data.shards import open_partition
+    model_file = ModelFile.load(model_path)
+    scorer = Scorer.of(model_file)
     dev = open_partition(root / "features/dev", features)
-    dataset, scores, _ = score_readers(model, state, dev, load_settings(ROOT / "params.yaml"))
-    _, network, _ = network_scores(model, state, dev)
-    statistics = dataset.utterance_statistics(*statistics_rows(fusion))
-    np.testing.assert_allclose(scores, fused_scores(fusion, network, statistics))
+    dataset, scores, _ = scorer.score_readers(dev, 64)
+    network, _ = scorer.score_dataset(dataset, 64)
+    statistics = dataset.utterance_statistics(model_file.fusion["streams"])
+    np.testing.assert_allclose(scores, fused_scores(model_file.fusion, network, statistics))
     detector = Detector(model_path)
     one_by_one = np.array([detector.score(f) for f in audio_files])
     assert np.isfinite(one_by_one).all()
@@ -155,7 +177,7 @@ def assert_every_scorer_fuses_alike(root: Path, model_path: Path, features: Feat
 @pytest.fixture
 def manifests(tmp_path):
     """Manifests {train, dev: path} of a tiny tone corpus (6 utterances each, half bona fide)."""
-    from pipeline.manifest import build_manifest, write_manifest
+    from pipeline.data.manifests import build_manifest, write_manifest
     root = make_tone_corpus(tmp_path / "corpus", partitions=("train", "dev"), per_partition=6)
     paths = {}
     for part in ("train", "dev"):

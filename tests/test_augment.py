@@ -8,10 +8,11 @@ import yaml
 
 from conftest import ROOT, harmonic
 from features.augment import CODECS, augment, augment_seed, codec_round_trip
-from pipeline import extract
-from pipeline.dataset import ShardDataset
+from pipeline import extract as extract_stage
+from pipeline.data import extraction as extract
+from pipeline.data.dataset import ShardDataset
 from pipeline.settings import AugmentSettings, ExtractSettings, FeatureSettings, SettingsError, load_settings
-from pipeline.shards import file_sha256, open_partition
+from pipeline.data.shards import file_sha256, open_partition
 
 ROOT_PARAMS = ROOT / "params.yaml"
 
@@ -61,7 +62,7 @@ def test_train_shards_hold_seeded_copies_after_each_original_and_rerun_byte_iden
             assert seeds[i] == (augment_seed(3, reader.utt_id[i], k) if k else 0)
             assert (done[i] != "") == (k > 0)
         assert reader.utt_id[0] == reader.utt_id[1] == reader.utt_id[2]
-        assert not np.array_equal(reader.read(0)[0], reader.read(1)[0])
+        assert not np.array_equal(reader.read(0).subband, reader.read(1).subband)
     index = json.loads((tmp_path / "a/index.json").read_text())
     assert sum(e["augmented_copies"] for e in index["shards"]) == 12
     run(manifests["train"], tmp_path / "b", settings)
@@ -94,9 +95,9 @@ def test_evaluation_never_sees_a_copy_and_training_draws_them(manifests, tmp_pat
     def recording(reader):
         plain = reader.read
 
-        def read_and_note(i, with_f0=True):
+        def read_and_note(i, names=None):
             read.append(int(reader.copy[i]))
-            return plain(i, with_f0)
+            return plain(i, names)
         return read_and_note
 
     for reader in readers:
@@ -113,14 +114,15 @@ def test_evaluation_never_sees_a_copy_and_training_draws_them(manifests, tmp_pat
 
 def test_extract_stage_augments_train_only(manifests, tmp_path, monkeypatch):
     params = yaml.safe_load(open(ROOT_PARAMS))
-    params["features"]["augment"] = {"copies": 1}
-    params["features"]["copy_synthesis"] = {"methods": []}   # augmented copies only
+    params["features"]["augment"] = {**params["features"]["augment"], "copies": 1}
+    # augmented copies only
+    params["features"]["copy_synthesis"] = {**params["features"]["copy_synthesis"], "methods": []}
     params["extract"] = {**params["extract"], "n_jobs": 1, "shard_size": 4}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     for part in ("train", "dev"):
         (tmp_path / "manifest").mkdir(exist_ok=True)
         (tmp_path / "manifest" / f"{part}.tsv").write_text(manifests[part].read_text())
-        assert extract.main([part, "--params", str(tmp_path / "params.yaml"), "--manifest",
+        assert extract_stage.main([part, "--params", str(tmp_path / "params.yaml"), "--manifest",
                              str(tmp_path / "manifest"), "--out", str(tmp_path / "features")]) == 0
     features = load_settings(tmp_path / "params.yaml").features
     train = open_partition(tmp_path / "features/train", features)
@@ -131,11 +133,12 @@ def test_extract_stage_augments_train_only(manifests, tmp_path, monkeypatch):
 
 def test_augment_settings_are_checked_where_they_live(tmp_path):
     params = yaml.safe_load(open(ROOT_PARAMS))
-    params["features"]["augment"] = {"copies": 1, "codecs": ["gsm", "carrier-pigeon"]}
+    params["features"]["augment"] = {**params["features"]["augment"], "copies": 1,
+                                     "codecs": ["gsm", "carrier-pigeon"]}
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
     with pytest.raises(SettingsError, match=r"features\.augment\.codecs: unknown \['carrier-pigeon'\]"):
         load_settings(tmp_path / "p.yaml")
-    params["features"]["augment"] = {"copies": 1}
+    params["features"]["augment"] = {**params["features"]["augment"], "copies": 1}
     params["augment"] = {"copies": 2}
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
     with pytest.raises(SettingsError, match="under features"):

@@ -47,7 +47,8 @@ def test_non_finite_samples_are_refused(tmp_path, value):
 def test_other_sample_rates_give_the_16k_frame_grid_and_f0(tmp_path, rate):
     path = tmp_path / f"tone_{rate}.flac"
     sf.write(path, harmonic(150, seconds=2.0, sr=rate), rate)
-    subband, f0 = extract_file(path)
+    streams = extract_file(path)
+    subband, f0 = streams.subband, streams.f0
     assert abs(len(subband) - frames_for(2.0)) <= 1 and subband.shape[1] == 45
     assert abs(np.median(f0[f0 > 0]) - 150) < 5
 
@@ -55,27 +56,29 @@ def test_other_sample_rates_give_the_16k_frame_grid_and_f0(tmp_path, rate):
 def test_silent_clipped_stereo_and_mislabelled_files_are_used(tmp_path):
     silent = tmp_path / "silent.flac"
     sf.write(silent, np.zeros(16000, np.float32), 16000)
-    _, f0 = extract_file(silent)
+    f0 = extract_file(silent).f0
     assert np.all(f0 == 0)
     clipped = tmp_path / "clipped.wav"
     sf.write(clipped, np.clip(4 * harmonic(150), -1, 1), 16000)
-    assert np.all(np.isfinite(extract_file(clipped)[0]))
+    assert np.all(np.isfinite(extract_file(clipped).subband))
     stereo = tmp_path / "stereo.flac"
     sf.write(stereo, np.stack([harmonic(150), np.zeros(32000, np.float32)], axis=1), 16000)
-    assert len(extract_file(stereo)[0]) == frames_for(2.0)
+    assert len(extract_file(stereo).subband) == frames_for(2.0)
     wav_named_flac = tmp_path / "really_a_wav.flac"
     sf.write(wav_named_flac, harmonic(150), 16000, format="WAV")
-    assert len(extract_file(wav_named_flac)[0]) == frames_for(2.0)
+    assert len(extract_file(wav_named_flac).subband) == frames_for(2.0)
 
 
 def test_shorter_than_one_frame_gives_one_frame():
-    subband, f0 = features.extract(np.full(50, 0.1, np.float32), 16000, SETTINGS)
+    streams = features.extract(np.full(50, 0.1, np.float32), 16000, SETTINGS)
+    subband, f0 = streams.subband, streams.f0
     assert subband.shape == (1, 45) and f0.shape == (1,)
 
 
 def test_ten_minute_recording(tmp_path):
     path = tmp_path / "long.flac"
     sf.write(path, np.tile(harmonic(150, seconds=2.0), 300), 16000)
-    subband, f0 = extract_file(path)
+    streams = extract_file(path)
+    subband, f0 = streams.subband, streams.f0
     assert len(subband) == len(f0) == frames_for(600.0)
     assert abs(np.median(f0[f0 > 0]) - 150) < 5

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from pipeline.calibration import bonafide_probability, fit_calibration, to_llr
-from pipeline.metrics import act_dcf, cllr, min_dcf
+from pipeline.scoring.calibration import bonafide_probability, fit_calibration, to_llr
+from pipeline.scoring.metrics import act_dcf, cllr, min_dcf
 
 
 def gaussian_scores(n_bonafide=4000, n_spoof=8000, seed=0, centre=0.3, spread=0.2):

@@ -10,11 +10,13 @@ import yaml
 from conftest import ROOT
 from features.copy_synthesis import (COPY_ATTACKS, KIN, METHODS, copy_seed, copy_synthesise, copy_utt_id,
                                      harmonic_plus_noise, kin_copies, phase_vocoder_round_trip)
-from pipeline import extract, loao
-from pipeline.dataset import ShardDataset
+from pipeline import extract as extract_stage
+from pipeline.data import extraction as extract
+from pipeline.studies import heldout as loao
+from pipeline.data.dataset import ShardDataset
 from pipeline.settings import (AugmentSettings, CopySynthesisSettings, ExtractSettings, FeatureSettings, SettingsError,
                                load_settings)
-from pipeline.shards import file_sha256, open_partition
+from pipeline.data.shards import file_sha256, open_partition
 
 ROOT_PARAMS = ROOT / "params.yaml"
 
@@ -117,13 +119,13 @@ def test_each_bona_fide_is_followed_by_its_vocoded_spoof_and_reruns_are_byte_ide
 
 def test_extract_stage_copies_train_only_and_loao_never_holds_a_copy_out(manifests, tmp_path):
     params = yaml.safe_load(open(ROOT_PARAMS))
-    params["features"]["copy_synthesis"] = {"methods": ["phase_vocoder"]}
+    params["features"]["copy_synthesis"] = {**params["features"]["copy_synthesis"], "methods": ["phase_vocoder"]}
     params["extract"] = {**params["extract"], "n_jobs": 1, "shard_size": 4}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     (tmp_path / "manifest").mkdir()
     for part in ("train", "dev"):
         (tmp_path / "manifest" / f"{part}.tsv").write_text(manifests[part].read_text())
-        assert extract.main([part, "--params", str(tmp_path / "params.yaml"), "--manifest",
+        assert extract_stage.main([part, "--params", str(tmp_path / "params.yaml"), "--manifest",
                              str(tmp_path / "manifest"), "--out", str(tmp_path / "features")]) == 0
     settings = load_settings(tmp_path / "params.yaml")
     train = open_partition(tmp_path / "features/train", settings.features)
@@ -135,11 +137,13 @@ def test_extract_stage_copies_train_only_and_loao_never_holds_a_copy_out(manifes
 
 def test_copy_synthesis_settings_are_checked_where_they_live(tmp_path):
     params = yaml.safe_load(open(ROOT_PARAMS))
-    params["features"]["copy_synthesis"] = {"methods": ["phase_vocoder", "tape_recorder"]}
+    params["features"]["copy_synthesis"] = {**params["features"]["copy_synthesis"],
+                                            "methods": ["phase_vocoder", "tape_recorder"]}
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
     with pytest.raises(SettingsError, match=r"features\.copy_synthesis\.methods: unknown \['tape_recorder'\]"):
         load_settings(tmp_path / "p.yaml")
-    params["features"]["copy_synthesis"] = {"methods": ["phase_vocoder", "phase_vocoder"]}
+    params["features"]["copy_synthesis"] = {**params["features"]["copy_synthesis"],
+                                            "methods": ["phase_vocoder", "phase_vocoder"]}
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
     with pytest.raises(SettingsError, match="listed twice"):
         load_settings(tmp_path / "p.yaml")

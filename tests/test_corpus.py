@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.corpus import (ATTACKS, final_channel, find_prompts, plan_partition, prompt_audio, prompt_seconds,
-                             read_prompt)
+from pipeline.mini.builder import (ATTACKS, final_channel, find_prompts, plan_partition, prompt_audio,
+                                   prompt_seconds, read_prompt)
 from pipeline.settings import PARTITIONS, CorpusSettings
 
 
@@ -182,7 +182,7 @@ def test_asterisk_silence_files_are_not_used_as_speech(prompts, tmp_path):
 
 def test_a_recording_without_speech_is_refused_by_name(tmp_path):
     import soundfile as sf
-    from pipeline.corpus import CorpusError, Prompt
+    from pipeline.mini.builder import CorpusError, Prompt
     speech, quiet = tmp_path / "speech.wav", tmp_path / "quiet.wav"
     t = np.arange(24000) / 16000
     sf.write(speech, 0.3 * np.sin(2 * np.pi * 150 * t), 16000)
@@ -195,8 +195,8 @@ def test_a_recording_without_speech_is_refused_by_name(tmp_path):
 
 def test_a_generator_failure_names_the_utterance_and_its_source(tmp_path, monkeypatch):
     import soundfile as sf
-    import pipeline.corpus as corpus
-    from pipeline.corpus import GeneratorError, Item, Prompt, render
+    import pipeline.mini.builder as corpus
+    from pipeline.mini.builder import GeneratorError, Item, Prompt, render
     source = tmp_path / "word.wav"
     sf.write(source, 0.3 * np.sin(2 * np.pi * 150 * np.arange(24000) / 16000), 16000)
 
@@ -210,7 +210,7 @@ def test_a_generator_failure_names_the_utterance_and_its_source(tmp_path, monkey
 
 
 def test_render_chunks_keep_one_generator_each_and_the_costliest_go_first(prompts):
-    from pipeline.corpus import KOKORO_CHUNK, RENDER_CHUNK, chunk_seconds, generator_of, render_chunks
+    from pipeline.mini.builder import KOKORO_CHUNK, RENDER_CHUNK, chunk_seconds, generator_of, render_chunks
     settings = replace(CorpusSettings(), attacks={"train": ["A01", "A04", "A09", "A11"], "dev": ["A01"], "eval": ["A01"]})
     plan = plan_partition("train", prompts, settings)
     chunks = render_chunks(plan)

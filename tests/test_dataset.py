@@ -4,9 +4,10 @@ import pytest
 import torch
 
 from conftest import make_feature_shards
-from pipeline.dataset import EpochSampler, ShardDataset, eval_frames, fit_frames, length_batches, mask_spans, stretch_bins
+from pipeline.data.dataset import (EpochSampler, ShardDataset, eval_frames, fit_frames, length_batches, mask_spans,
+                                   stretch_bins)
 from pipeline.settings import FeatureSettings
-from pipeline.shards import open_partition
+from pipeline.data.shards import open_partition
 
 
 def test_short_utterances_are_mirror_padded_and_long_ones_cropped():
@@ -42,7 +43,7 @@ def test_evaluation_dataset_gives_each_utterance_whole(tmp_path):
     readers = open_partition(tmp_path, FeatureSettings())
     whole = ShardDataset(readers, 32, train=False, eval_input="whole")
     crop = ShardDataset(readers, 32, train=False)
-    lengths = [len(readers[0].read(i, with_f0=False)[0]) for i in range(12)]
+    lengths = [len(readers[0].read(i, ["subband"]).subband) for i in range(12)]
     expected = [max(32, n // 32 * 32) for n in lengths]
     assert [whole[i][0].shape[-1] for i in range(12)] == expected == list(whole.eval_lengths())
     assert {crop[i][0].shape[-1] for i in range(12)} == {32} == set(crop.eval_lengths())
@@ -167,3 +168,17 @@ def test_training_draws_depend_on_seed_epoch_and_item_only(tmp_path):
     assert any(not torch.equal(a, b) for a, b in zip(forward, other_epoch))
     other_seed = ShardDataset(readers, 20, train=True, mask_bins=8, mask_frames=10, seed=6)
     assert any(not torch.equal(a, other_seed[(i, 2)][0]) for i, a in enumerate(forward))
+
+
+def test_the_input_stacks_the_named_streams_in_order_and_nothing_else(tmp_path):
+    settings = FeatureSettings(view2_bands=8, excitation=True, harmonicity=True, harmonic_phase=True)
+    make_feature_shards(tmp_path, settings, n_utts=6, n_shards=1)
+    readers = open_partition(tmp_path, settings)
+    data = ShardDataset(readers, 20, train=False, f0_channel=True, streams=("subband", "view2", "excitation"))
+    x, _, _ = data[2]
+    stored = readers[0].read(2)
+    rows = np.concatenate([stored["subband"], stored["view2"], stored["excitation"]], axis=1)[:20].T
+    assert x.shape == (2, 45 + 8 + 4, 20)  # the fusion-only streams never reach the input
+    np.testing.assert_array_equal(x[0].numpy(), rows.astype(np.float32))
+    np.testing.assert_allclose(x[1, 0].numpy(), np.log(np.maximum(stored.f0[:20], 1.0)), rtol=1e-6)
+    assert ShardDataset(readers, 20, train=False)[2][0].shape == (1, 45, 20)  # the subband alone by default

@@ -64,14 +64,15 @@ def test_detect_on_good_files_exits_zero_and_prints_a_table(model_path, mixed_fo
 def test_detect_judges_what_the_model_was_evaluated_on(model_path, tmp_path):
     """Two files alike for their first second: the same score on the first crop, different ones
     when the model scores whole utterances (train.eval_input, stored in the model file)."""
-    from pipeline.detect import Detector
+    from pipeline.inference.detector import Detector
     tone = harmonic(150, seconds=2.0)
     sf.write(tmp_path / "a.flac", tone, 16000)
     sf.write(tmp_path / "b.flac", np.concatenate([tone[:16000], harmonic(240, seconds=1.0)]), 16000)
     detector = Detector(model_path)
-    assert detector.eval_input == "crop"  # TrainSettings' default, as the fixture trained
+    assert detector.model_file.eval_input == "crop"  # TrainSettings' default, as the fixture trained
+    assert detector.scorer.eval_input == "crop"
     assert detector.score(tmp_path / "a.flac") == pytest.approx(detector.score(tmp_path / "b.flac"), abs=1e-6)
-    detector.eval_input = "whole"
+    detector.scorer.eval_input = "whole"
     assert abs(detector.score(tmp_path / "a.flac") - detector.score(tmp_path / "b.flac")) > 1e-4
 
 
@@ -85,7 +86,7 @@ def test_detect_refuses_a_file_that_is_not_a_model(tmp_path, mixed_folder):
 
 def test_detect_evaluates_a_protocol_folder(model_path, tmp_path):
     from conftest import make_tone_corpus
-    from pipeline.protocol import audio_dir, protocol_path
+    from pipeline.data.protocol import audio_dir, protocol_path
     root = make_tone_corpus(tmp_path / "corpus", partitions=("eval",), per_partition=8)
     result = run_detect("--model", model_path, "--protocol", protocol_path(root, "eval"),
                         "--root", audio_dir(root, "eval"))
@@ -96,7 +97,7 @@ def test_detect_evaluates_a_protocol_folder(model_path, tmp_path):
 def test_batched_streaming_scores_equal_one_file_at_a_time(model_path, mixed_folder):
     from pipeline.detect import Detector, expand
     detector = Detector(model_path, batch_size=3)
-    detector.eval_input = "whole"  # inputs of several lengths: several groups
+    detector.scorer.eval_input = "whole"  # inputs of several lengths: several groups
     paths = expand([str(mixed_folder)])
     streamed = {p: (s, r) for p, s, r in detector.stream(paths, workers=2, progress=False)}
     assert set(streamed) == set(paths)
@@ -109,9 +110,9 @@ def test_batched_streaming_scores_equal_one_file_at_a_time(model_path, mixed_fol
 
 def test_no_f0_is_computed_for_a_model_without_an_f0_channel(model_path, mixed_folder, monkeypatch):
     import features
-    from pipeline.detect import Detector
+    from pipeline.inference.detector import Detector
     detector = Detector(model_path)
-    assert not detector.f0_channel
+    assert not detector.model_file.model_settings.f0_channel and not detector.scorer.needs_f0
     monkeypatch.setattr(features, "compute_f0", lambda *a, **k: pytest.fail("F0 computed and thrown away"))
     assert list(detector.stream([mixed_folder / "good.flac"], workers=0, progress=False))[0][2] is None
 
@@ -146,8 +147,8 @@ def test_rows_are_kept_as_scored_and_resume_skips_them(model_path, mixed_folder,
 
 
 def test_detect_decides_at_the_bayes_threshold_of_the_calibrated_score(model_path):
-    from pipeline.calibration import to_llr
-    from pipeline.detect import Detector
+    from pipeline.scoring.calibration import to_llr
+    from pipeline.inference.detector import Detector
     detector = Detector(model_path)
     assert set(detector.calibration) == {"scale", "offset", "prior"}  # training stored one
     # a known calibration, so the rule is tested whatever the tiny model learnt

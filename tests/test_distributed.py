@@ -6,12 +6,11 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from conftest import ROOT, make_feature_shards, repository_features
-from pipeline.settings import FeatureSettings, ModelSettings
 from model import build_model
+from pipeline.scoring.modelfile import ModelFile
 
 
 def write_params(path, **train):
@@ -52,6 +51,5 @@ def test_two_cpu_ranks_agree_and_match_one_process(features, tmp_path):
     assert ddp["ranks"] == 2 and ddp["steps"] == single["steps"] == 1
     assert ddp["final_train_loss"] == pytest.approx(single["final_train_loss"], rel=0.02)
     # a model saved under DDP loads into a single-process network
-    state = torch.load(tmp_path / "two" / "model.pt", weights_only=True)
-    build_model(ModelSettings(**state["model_settings"]),
-                FeatureSettings.from_stored(state["feature_settings"])).load_state_dict(state["model"])
+    state = ModelFile.load(tmp_path / "two" / "model.pt")
+    build_model(state.model_settings, state.feature_settings).load_state_dict(state.weights)

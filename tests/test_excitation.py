@@ -1,5 +1,5 @@
-"""Excitation statistics: how impulsive each frame's LPC residual is, as the last rows of the
-shards' features, read by a branch of their own."""
+"""Excitation statistics: how impulsive each frame's LPC residual is, a feature stream of their own
+(the last rows of the network's input, after the spectra), read by a branch of their own."""
 import numpy as np
 import pytest
 import scipy.linalg
@@ -8,9 +8,10 @@ import torch
 
 from features import extract
 from features.excitation import STATISTICS, excitation_statistics, levinson
+from features.streams import SPECTRAL_STREAMS, Streams, network_streams, stream_widths
 from model import build_model
-from pipeline.dataset import ShardDataset
-from pipeline.settings import FeatureSettings, ModelSettings
+from pipeline.data.dataset import ShardDataset
+from pipeline.settings import FeatureSettings, ModelSettings, build
 
 EXCITATION = FeatureSettings(view2_bands=24, view2_min_hz=400.0, view2_max_hz=4000.0, excitation=True)
 VOWEL = [1.0, -1.3, 0.9, -0.3]  # an all-pole "vocal tract": the same filter for every source
@@ -49,14 +50,23 @@ def test_a_pulse_train_is_more_impulsive_than_noise_through_the_same_filter():
         assert np.median(pulses[middle, column]) > np.median(noise[middle, column]) + 0.5, name
 
 
-def test_statistics_are_the_last_rows_of_the_features_frame_for_frame():
+def test_statistics_are_a_stream_of_their_own_frame_for_frame_and_the_last_rows_of_the_input():
     x = voiced(pulse_train(150.0, 1.3, jitter=0.01)) * 0.1
-    plain, _ = extract(x, 16000, FeatureSettings(view2_bands=24, view2_min_hz=400.0, view2_max_hz=4000.0),
-                       with_f0=False)
-    full, _ = extract(x, 16000, EXCITATION, with_f0=False)
-    assert full.shape == (len(plain), 45 + 24 + len(STATISTICS)) and EXCITATION.n_spectral_rows == 69
-    np.testing.assert_array_equal(full[:, :69], plain)
-    assert np.all(np.isfinite(full))
+    plain = extract(x, 16000, FeatureSettings(view2_bands=24, view2_min_hz=400.0, view2_max_hz=4000.0),
+                    with_f0=False)
+    full = extract(x, 16000, EXCITATION, with_f0=False)
+    assert stream_widths(EXCITATION) == {"subband": 45, "view2": 24, "excitation": len(STATISTICS)}
+    assert set(full) == {"subband", "view2", "excitation"} and full["excitation"].shape == (plain.frames, 4)
+    for name in ("subband", "view2"):  # the spectra are unchanged by the statistics
+        np.testing.assert_array_equal(full[name], plain[name])
+    # the network reads the spectra (69 rows), then the statistics
+    names = list(network_streams(EXCITATION))
+    assert names == ["subband", "view2", "excitation"]
+    assert sum(stream_widths(EXCITATION)[n] for n in SPECTRAL_STREAMS) == 69
+    stacked = full.stacked(names)
+    np.testing.assert_array_equal(stacked[:, :69], plain.stacked(["subband", "view2"]))
+    np.testing.assert_array_equal(stacked[:, 69:], full["excitation"])
+    assert all(np.all(np.isfinite(v)) for v in full.values())
     # silence gives zeros (a neutral value: every statistic is a log ratio), not NaN
     silent = excitation_statistics(np.zeros(8000, np.float32), 16000, 130)
     assert silent.shape == (1 + 8000 // 130, len(STATISTICS)) and not silent.any()
@@ -66,8 +76,9 @@ def test_fingerprint_changes_only_with_the_statistics():
     # shards and model files made before the statistics existed stay valid
     assert FeatureSettings(excitation=False).fingerprint() == FeatureSettings().fingerprint()
     assert FeatureSettings(excitation=True).fingerprint() != FeatureSettings().fingerprint()
-    assert FeatureSettings.from_stored({k: v for k, v in vars(FeatureSettings()).items()
-                                        if k != "excitation"}).excitation is False
+    # feature settings stored without the key (as a model file or shard holds them) read back without it
+    assert build(FeatureSettings, {k: v for k, v in vars(FeatureSettings()).items()
+                                   if k != "excitation"}, "feature_settings").excitation is False
 
 
 def test_the_branch_reads_the_last_rows_and_the_others_the_spectra():
@@ -93,18 +104,25 @@ def test_the_branch_reads_the_last_rows_and_the_others_the_spectra():
 
 
 def test_masks_leave_the_statistics_alone(tmp_path):
-    from pipeline.protocol import Utterance
-    from pipeline.shards import file_sha256, open_partition, shard_name, write_index, write_shard
+    from pipeline.data.protocol import Utterance
+    from pipeline.data.shards import file_sha256, open_partition, shard_name, write_index, write_shard
     rng = np.random.default_rng(3)
     features = [rng.normal(-4, 1, (120, 73)).astype(np.float32) for _ in range(4)]
-    records = [(Utterance(f"U{i}", "S", "-" if i % 2 else "A01", i % 2), x, np.full(120, 100.0, np.float32))
-               for i, x in enumerate(features)]
+    widths = stream_widths(EXCITATION)  # subband 45, view2 24, excitation 4: 73 rows
+    bounds = np.cumsum([0, *widths.values()])
+
+    def streams(x):
+        return Streams({name: x[:, a:b] for name, a, b in zip(widths, bounds[:-1], bounds[1:])},
+                       f0=np.full(120, 100.0, np.float32))
+
+    records = [(Utterance(f"U{i}", "S", "-" if i % 2 else "A01", i % 2), streams(x)) for i, x in enumerate(features)]
     path = tmp_path / shard_name(0)
     frames = write_shard(path, records, EXCITATION)
     write_index(tmp_path, [{"file": path.name, "utterances": 4, "frames": frames, "sha256": file_sha256(path)}],
                 EXCITATION, [])
+    spectral_rows = sum(w for name, w in network_streams(EXCITATION).items() if name in SPECTRAL_STREAMS)
     data = ShardDataset(open_partition(tmp_path, EXCITATION), 100, train=True, mask_bins=40, mask_frames=60,
-                        seed=1, mask_rows=EXCITATION.n_spectral_rows)
+                        seed=1, mask_rows=spectral_rows, streams=tuple(network_streams(EXCITATION)))
     masked = 0
     for index in range(4):
         for epoch in range(3):

@@ -1,15 +1,20 @@
 """pipeline.export: the exported network scores as the PyTorch model does, at any input length."""
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
 
-import train
-from conftest import harmonic
-from pipeline import export
-from pipeline.detect import Detector
-from pipeline.scoring import load_model, score_inputs
+from conftest import ROOT, harmonic
+from model import build_model
+from pipeline.inference import export
+from pipeline.inference.detector import Detector
+from pipeline.scoring.modelfile import ModelFile, OlderVersionError
+from pipeline.scoring.scorer import score_inputs
 from pipeline.settings import ModelSettings, Settings, TrainSettings
+from pipeline.training import model_file
 
 
 @pytest.fixture(scope="module", params=["asoftmax", "ocsoftmax"])
@@ -20,22 +25,23 @@ def model_path(tmp_path_factory, request):
                                             head=request.param),
                         train=TrainSettings(frames=32, eval_input="whole"))
     torch.manual_seed(0)
-    network = train.build_model(settings.model).eval()
+    network = build_model(settings.model, settings.features).eval()
     best = {"dev_eer": 0.2, "epoch": 1, "threshold": 0.01, "calibration": {"scale": 3.0, "offset": -0.2, "prior": 0.5}}
     path = tmp_path_factory.mktemp("export") / "model.pt"
-    torch.save(train.model_file(network, settings, best, 1, "fp32"), path)
+    model_file(network, settings, best, 1, "fp32").save(path)
     return path
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_exported_model_matches_pytorch_for_several_lengths(model_path, tmp_path, fmt):
     out = export.export(model_path, fmt, tmp_path / f"m.{fmt}")
-    network, state = load_model(model_path)
-    info = export.load_export(out)
-    assert info["calibration"] == state["calibration"] and info["frames"] == 32
-    assert info["feature_settings"] == state["feature_settings"]
+    saved = ModelFile.load(model_path)
+    network = saved.network()
+    info = export.load_export(out)  # the model file, without its weights
+    assert info.calibration == saved.calibration and info.frames == 32 and info.weights is None
+    assert info.feature_settings == saved.feature_settings
     if fmt == "onnx":
-        run = export.OnnxScorer(out)
+        run = export.OnnxNetwork(out)
     else:
         loaded = torch.jit.load(str(out))
         run = lambda x: loaded(x).detach()  # noqa: E731
@@ -66,3 +72,18 @@ def test_an_export_without_its_settings_file_is_refused(model_path, tmp_path):
     (tmp_path / "m.onnx.json").unlink()
     with pytest.raises(export.CheckpointError, match="needs its settings"):
         Detector(out)
+
+
+def test_a_model_file_of_an_older_version_is_refused_with_one_line(tmp_path):
+    old = tmp_path / "model.pt"
+    torch.save({"format": "srla-model/1", "model": {"w": torch.zeros(2)}, "model_settings": {},
+                "feature_settings": {}, "frames": 100}, old)
+    with pytest.raises(OlderVersionError, match="older version"):
+        ModelFile.load(old)
+    audio = tmp_path / "a.wav"
+    sf.write(audio, harmonic(150, seconds=0.5), 16000)
+    result = subprocess.run([sys.executable, "-m", "pipeline.detect", "--model", str(old), str(audio)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    said = result.stderr.strip().splitlines()  # one line: the file, and that it is of an older version
+    assert len(said) == 1 and said[0].startswith(f"detect: {old}: ") and "older version" in said[0], result.stderr

@@ -11,7 +11,7 @@ from pipeline.settings import FeatureSettings
 @pytest.mark.parametrize("f0_hz", [110.0, 220.0])
 def test_pyworld_recovers_known_f0(f0_hz, method):
     settings = FeatureSettings(f0_method=method)
-    subband, f0 = features.extract(harmonic(f0_hz), 16000, settings)
+    f0 = features.extract(harmonic(f0_hz), 16000, settings).f0
     voiced = f0[f0 > 0]
     assert len(voiced) > 0.9 * len(f0)
     assert abs(np.median(voiced) - f0_hz) / f0_hz < 0.03
@@ -19,7 +19,9 @@ def test_pyworld_recovers_known_f0(f0_hz, method):
 
 def test_frames_and_bins_for_known_length(feature_settings):
     n_samples = 16000 * 3 + 17
-    subband, f0 = features.extract(harmonic(150, seconds=n_samples / 16000), 16000, feature_settings)
+    streams = features.extract(harmonic(150, seconds=n_samples / 16000), 16000, feature_settings)
+    subband, f0 = streams.subband, streams.f0
+    assert set(streams) == {"subband", "f0"}  # the paper's settings make the subband alone, and f0
     assert subband.shape == (1 + n_samples // 130, 45)
     assert f0.shape == (subband.shape[0],)
     assert subband.dtype == np.float32 and f0.dtype == np.float32
@@ -33,8 +35,9 @@ def test_subband_peak_sits_at_the_tone_frequency(feature_settings):
 
 
 def test_max_hz_sets_the_bin_count():
-    assert FeatureSettings(max_hz=400).n_bins == 45
-    assert FeatureSettings(max_hz=8000).n_bins == 865
+    assert FeatureSettings(max_hz=400).n_subband_bins == 45
+    assert FeatureSettings(max_hz=8000).n_subband_bins == 865
+    assert features.stream_widths(FeatureSettings(max_hz=8000)) == {"subband": 865}
 
 
 def test_preemphasis():
@@ -44,7 +47,8 @@ def test_preemphasis():
 
 
 def test_silent_audio_gives_unvoiced_f0_and_floor_spectrum(feature_settings):
-    subband, f0 = features.extract(np.zeros(16000, np.float32), 16000, feature_settings)
+    streams = features.extract(np.zeros(16000, np.float32), 16000, feature_settings)
+    subband, f0 = streams.subband, streams.f0
     assert np.all(f0 == 0)
     assert np.allclose(subband, feature_settings.log_floor, atol=1e-3)
 
@@ -52,16 +56,17 @@ def test_silent_audio_gives_unvoiced_f0_and_floor_spectrum(feature_settings):
 def test_other_sample_rates_are_resampled(feature_settings):
     x16 = harmonic(150, seconds=2.0, sr=16000)
     x8 = harmonic(150, seconds=2.0, sr=8000)
-    sub16, f016 = features.extract(x16, 16000, feature_settings)
-    sub8, f08 = features.extract(x8, 8000, feature_settings)
+    sub16 = features.extract(x16, 16000, feature_settings).subband
+    streams8 = features.extract(x8, 8000, feature_settings)
+    sub8, f08 = streams8.subband, streams8.f0
     assert abs(len(sub8) - len(sub16)) <= 1
     assert abs(np.median(f08[f08 > 0]) - 150) < 5
 
 
 def test_stereo_is_mixed_to_mono(feature_settings):
     x = harmonic(150)
-    sub_mono, _ = features.extract(x, 16000, feature_settings)
-    sub_stereo, _ = features.extract(np.stack([x, x], axis=1), 16000, feature_settings)
+    sub_mono = features.extract(x, 16000, feature_settings).subband
+    sub_stereo = features.extract(np.stack([x, x], axis=1), 16000, feature_settings).subband
     np.testing.assert_allclose(sub_mono, sub_stereo, atol=1e-4)
 
 
@@ -96,7 +101,7 @@ def test_symmetric_window_is_numpys_blackman_and_periodic_keeps_old_shards_valid
     padded = np.pad(pre, (s.n_fft // 2, s.n_fft // 2 + s.hop_length))
     t = 40
     frame = padded[t * s.hop_length:t * s.hop_length + s.n_fft] * np.blackman(s.n_fft)
-    expected = np.log(np.abs(np.fft.rfft(frame))[:s.n_bins] + np.exp(s.log_floor))
+    expected = np.log(np.abs(np.fft.rfft(frame))[:s.n_subband_bins] + np.exp(s.log_floor))
     assert np.allclose(symmetric[t], expected, atol=1e-4)
     assert not np.allclose(symmetric, periodic, atol=1e-4)
     # the periodic window is what shards made before the setting hold: same fingerprint as then

@@ -13,9 +13,10 @@ import torch
 import features
 from conftest import make_feature_shards, train_tiny_model
 from features.excitation import excitation_statistics
+from features.streams import Streams, fusion_streams, stream_widths
 from pipeline import detect
-from pipeline.protocol import Utterance
-from pipeline.shards import ShardError, ShardReader, write_shard
+from pipeline.data.protocol import Utterance
+from pipeline.data.shards import ShardError, ShardReader, write_shard
 from pipeline.settings import FeatureSettings
 
 # Every stream on: the default recipe's features (second view, excitation, harmonicity, phase).
@@ -103,12 +104,17 @@ CASES = list(cases(14))
 
 @pytest.mark.parametrize("name, waveform, rate", CASES, ids=[name for name, _, _ in CASES])
 def test_every_stream_of_awkward_audio_is_finite(name, waveform, rate):
-    subband, f0 = features.extract(waveform, rate, ALL_STREAMS)
-    assert subband.shape == (len(f0), ALL_STREAMS.n_bins)
-    assert np.isfinite(subband).all() and np.isfinite(f0).all()
-    # and what the fusion reads of them (NaN is its "no evidence", filled by the fitted model)
-    statistics = features.fusion_statistics(subband.astype(np.float16), f0, ALL_STREAMS.n_excitation_rows,
-                                            ALL_STREAMS.n_harmonicity_rows, ALL_STREAMS.n_harmonic_phase_rows)
+    streams = features.extract(waveform, rate, ALL_STREAMS)
+    f0 = streams.f0
+    assert set(streams) == {*stream_widths(ALL_STREAMS), "f0"}
+    for name, width in stream_widths(ALL_STREAMS).items():
+        assert streams[name].shape == (len(f0), width), name
+        assert np.isfinite(streams[name]).all(), name
+    assert np.isfinite(f0).all()
+    # and what the fusion reads of them, as stored (NaN is its "no evidence", filled by the fitted model)
+    stored = Streams({name: values.astype(np.float16) for name, values in streams.items() if name != "f0"}, f0=f0)
+    statistics = features.fusion_statistics(stored, fusion_streams(ALL_STREAMS))
+    assert len(statistics) == features.n_fusion_statistics(fusion_streams(ALL_STREAMS))
     assert not np.isinf(statistics).any()
 
 
@@ -139,9 +145,9 @@ def test_detect_scores_awkward_files_finitely(fused_model, tmp_path, capsys):
 
 
 def test_a_non_finite_score_is_an_error_row_never_a_decision(fused_model, tmp_path, capsys):
-    state = torch.load(fused_model, weights_only=True)
-    first = next(k for k, v in state["model"].items() if v.dtype.is_floating_point and "weight" in k)
-    state["model"][first] = torch.full_like(state["model"][first], float("nan"))
+    state = torch.load(fused_model, weights_only=True)  # a model file: a plain dict, its weights under "weights"
+    first = next(k for k, v in state["weights"].items() if v.dtype.is_floating_point and "weight" in k)
+    state["weights"][first] = torch.full_like(state["weights"][first], float("nan"))
     damaged = tmp_path / "damaged.pt"
     torch.save(state, damaged)
     clip = tmp_path / "clip.wav"
@@ -157,18 +163,24 @@ def test_a_non_finite_score_is_an_error_row_never_a_decision(fused_model, tmp_pa
 
 def test_the_shard_writer_refuses_non_finite_values_naming_the_utterance(tmp_path):
     settings = FeatureSettings()
-    good = (Utterance("GOOD", "S1", "-", 1), np.zeros((5, settings.n_bins), np.float32), np.zeros(5, np.float32))
-    bad_subband = np.zeros((5, settings.n_bins), np.float32)
+    bins = settings.n_subband_bins
+    zeros = np.zeros(5, np.float32)
+    good = (Utterance("GOOD", "S1", "-", 1), Streams(subband=np.zeros((5, bins), np.float32), f0=zeros))
+    bad_subband = np.zeros((5, bins), np.float32)
     bad_subband[3, 7] = -np.inf
+    bad = Utterance("BAD", "S1", "A01", 0)
     with pytest.raises(ShardError, match="utterance BAD: its subband feature holds non-finite"):
-        write_shard(tmp_path / "a.h5", [good, (Utterance("BAD", "S1", "A01", 0), bad_subband, good[2])], settings)
+        write_shard(tmp_path / "a.h5", [good, (bad, Streams(subband=bad_subband, f0=zeros))], settings)
     with pytest.raises(ShardError, match="utterance BAD: its subband feature"):  # float16 would make it inf
-        write_shard(tmp_path / "a.h5", [(Utterance("BAD", "S1", "A01", 0), np.full_like(bad_subband, 1e6), good[2])],
-                    settings)
+        write_shard(tmp_path / "a.h5", [(bad, Streams(subband=np.full_like(bad_subband, 1e6), f0=zeros))], settings)
     with pytest.raises(ShardError, match="utterance BAD: its f0 feature"):
-        write_shard(tmp_path / "a.h5", [(good[0], good[1], good[2]),
-                                        (Utterance("BAD", "S1", "A01", 0), good[1], np.full(5, np.nan, np.float32))],
-                    settings)
+        write_shard(tmp_path / "a.h5", [good, (bad, Streams(subband=good[1].subband,
+                                                            f0=np.full(5, np.nan, np.float32)))], settings)
+    # a stream of its own (here harmonicity, with every stream on) is checked by its name
+    every = {name: np.zeros((5, width), np.float32) for name, width in stream_widths(ALL_STREAMS).items()}
+    every["harmonicity"][2, 0] = np.nan
+    with pytest.raises(ShardError, match="utterance BAD: its harmonicity feature holds non-finite"):
+        write_shard(tmp_path / "a.h5", [(bad, Streams(every, f0=zeros))], ALL_STREAMS)
     assert not (tmp_path / "a.h5").exists() and not list(tmp_path.glob("*.tmp"))
 
 

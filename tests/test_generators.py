@@ -5,9 +5,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from pipeline import generators
-from pipeline.corpus import find_prompts, plan_partition, prompt_audio
-from pipeline.generators import ATTACKS, GeneratorError, generate, prepare
+from pipeline.mini import generators
+from pipeline.mini.builder import find_prompts, plan_partition, prompt_audio
+from pipeline.mini.generators import ATTACKS, GeneratorError, generate, prepare
 from pipeline.settings import CorpusSettings
 
 TEXTS = {"en": "Please hold while we transfer your call.", "ja": "新しいメッセージが35件あります。",

@@ -9,12 +9,13 @@ import pytest
 import soundfile as sf
 
 import features
-from conftest import assert_every_scorer_fuses_alike, assert_network_ignores_last_rows, harmonic, train_tiny_model
+from conftest import assert_every_scorer_fuses_alike, assert_network_reads_none_of, harmonic, train_tiny_model
 from features.excitation import N_UTTERANCE_STATISTICS
 from features.harmonic_phase import (ABSENT_DB, HARMONICS, N_PHASE_STATISTICS, frame_harmonic_phase,
                                      utterance_phase_statistics)
 from model.fusion import fit_statistics_model, statistics_logit
-from pipeline.scoring import load_model
+from features.streams import Streams, stream_widths
+from pipeline.scoring.modelfile import ModelFile
 from pipeline.settings import FeatureSettings, ModelSettings, SettingsError, Settings
 
 RATE, HOP = 16000, 130
@@ -103,20 +104,31 @@ def test_without_f0_there_is_no_evidence_and_the_fusion_fills_it_in():
         statistics_logit(model, np.array([[0.5, np.inf]]))
 
 
-def test_extract_stores_sixteen_rows_last_and_the_network_never_reads_them():
+def test_extract_makes_a_stream_of_sixteen_rows_the_shards_store_it_and_the_network_never_reads_it(tmp_path):
+    from pipeline.data.protocol import Utterance
+    from pipeline.data.shards import ShardReader, write_shard
     x = harmonic(180, seconds=1.0)
-    without, f0 = features.extract(x, RATE, dataclasses.replace(PHASE, harmonic_phase=False))
-    with_rows, f0_too = features.extract(x, RATE, PHASE)
-    assert PHASE.n_bins == without.shape[1] + 2 * HARMONICS and with_rows.shape == (len(without), PHASE.n_bins)
-    np.testing.assert_array_equal(with_rows[:, :without.shape[1]], without)
-    np.testing.assert_array_equal(f0, f0_too)
+    without = features.extract(x, RATE, dataclasses.replace(PHASE, harmonic_phase=False))
+    with_rows = features.extract(x, RATE, PHASE)
+    assert set(with_rows) == set(without) | {"harmonic_phase"} and stream_widths(PHASE)["harmonic_phase"] == 16
+    assert with_rows["harmonic_phase"].shape == (without.frames, 2 * HARMONICS)
+    for name in without:  # the other streams, f0 included, are unchanged
+        np.testing.assert_array_equal(with_rows[name], without[name])
     # a model without an F0 channel still gets the phase rows (extract computes the F0 for them)
-    no_f0, none = features.extract(x, RATE, PHASE, with_f0=False)
-    assert none is None
-    np.testing.assert_array_equal(no_f0, with_rows)
+    no_f0 = features.extract(x, RATE, PHASE, with_f0=False)
+    assert no_f0.f0 is None and set(no_f0) == set(with_rows) - {"f0"}
+    for name in no_f0:
+        np.testing.assert_array_equal(no_f0[name], with_rows[name])
+    # the shards store it as a dataset of its own, sixteen rows wide, float16 (as every stream)
+    write_shard(tmp_path / "shard.h5", [(Utterance("U0", "S", "-", 1), with_rows)], PHASE)
+    reader = ShardReader(tmp_path / "shard.h5")
+    assert "harmonic_phase" in reader.streams and "harmonicity" in reader.streams
+    stored = reader.read(0)
+    assert isinstance(stored, Streams) and stored["harmonic_phase"].shape == (without.frames, 2 * HARMONICS)
+    np.testing.assert_array_equal(stored["harmonic_phase"], with_rows["harmonic_phase"].astype(np.float16))
     assert dataclasses.replace(PHASE, harmonic_phase=False).fingerprint() != PHASE.fingerprint()
     assert FeatureSettings(harmonic_phase=False).fingerprint() == FeatureSettings().fingerprint()
-    assert_network_ignores_last_rows(PHASE, with_rows, 2 * HARMONICS + 1)  # the harmonicity and harmonic phase
+    assert_network_reads_none_of(PHASE, ["harmonicity", "harmonic_phase"])
 
 
 def test_harmonic_phase_needs_the_score_fusion():
@@ -127,8 +139,8 @@ def test_harmonic_phase_needs_the_score_fusion():
 
 def test_the_fusion_reads_the_harmonic_phase_and_every_scorer_applies_it(tmp_path):
     model_path = train_tiny_model(tmp_path, PHASE, precision="fp32", fusion=True)
-    fusion = load_model(model_path)[1]["fusion"]
-    assert fusion["harmonicity_rows"] == 1 and fusion["harmonic_phase_rows"] == 2 * HARMONICS
+    fusion = ModelFile.load(model_path).fusion
+    assert fusion["streams"] == ["excitation", "harmonicity", "harmonic_phase"]
     width = N_UTTERANCE_STATISTICS + 1 + N_PHASE_STATISTICS
     assert len(fusion["statistics_model"]["mean"]) == width == len(fusion["statistics_model"]["fill"])
     files = []

@@ -7,10 +7,11 @@ import pytest
 import soundfile as sf
 
 import features
-from conftest import assert_every_scorer_fuses_alike, assert_network_ignores_last_rows, harmonic, train_tiny_model
+from conftest import assert_every_scorer_fuses_alike, assert_network_reads_none_of, harmonic, train_tiny_model
 from features.excitation import N_UTTERANCE_STATISTICS
 from features.harmonicity import SILENT_DB, frame_hnr, utterance_hnr
-from pipeline.scoring import load_model
+from features.streams import Streams, stream_widths
+from pipeline.scoring.modelfile import ModelFile
 from pipeline.settings import FeatureSettings, ModelSettings, SettingsError, Settings
 
 RATE, HOP = 16000, 130
@@ -60,17 +61,28 @@ def test_silence_is_stored_apart_and_a_silent_utterance_is_no_error():
     assert utterance_hnr(hnr.astype(np.float16)) == pytest.approx(utterance_hnr(hnr), abs=0.02)
 
 
-def test_extract_stores_one_row_last_and_the_network_never_reads_it():
+def test_extract_makes_a_stream_of_one_row_the_shards_store_it_and_the_network_never_reads_it(tmp_path):
+    from pipeline.data.protocol import Utterance
+    from pipeline.data.shards import ShardReader, write_shard
     x = harmonic(180, seconds=1.0)
-    without, f0 = features.extract(x, RATE, dataclasses.replace(HARMONICITY, harmonicity=False))
-    with_row, f0_too = features.extract(x, RATE, HARMONICITY)
-    assert with_row.shape == (len(without), HARMONICITY.n_bins) and HARMONICITY.n_bins == without.shape[1] + 1
-    np.testing.assert_array_equal(with_row[:, :-1], without)
-    np.testing.assert_array_equal(f0, f0_too)
+    without = features.extract(x, RATE, dataclasses.replace(HARMONICITY, harmonicity=False))
+    with_row = features.extract(x, RATE, HARMONICITY)
+    assert set(with_row) == set(without) | {"harmonicity"} and stream_widths(HARMONICITY)["harmonicity"] == 1
+    assert with_row["harmonicity"].shape == (without.frames, 1)
+    for name in without:  # the other streams, f0 included, are unchanged
+        np.testing.assert_array_equal(with_row[name], without[name])
+    # the shards store it as a dataset of its own, one row wide, float16 (as every stream)
+    write_shard(tmp_path / "shard.h5", [(Utterance("U0", "S", "-", 1), with_row)], HARMONICITY)
+    reader = ShardReader(tmp_path / "shard.h5")
+    assert "harmonicity" in reader.streams
+    stored = reader.read(0)
+    assert isinstance(stored, Streams) and stored["harmonicity"].shape == (without.frames, 1)
+    np.testing.assert_array_equal(stored["harmonicity"], with_row["harmonicity"].astype(np.float16))
+    assert reader.read(0, ["harmonicity"]).keys() == {"harmonicity"}
     # shards made without it keep their fingerprint
     assert dataclasses.replace(HARMONICITY, harmonicity=False).fingerprint() != HARMONICITY.fingerprint()
     assert FeatureSettings(harmonicity=False).fingerprint() == FeatureSettings().fingerprint()
-    assert_network_ignores_last_rows(HARMONICITY, with_row, 1)
+    assert_network_reads_none_of(HARMONICITY, ["harmonicity"])
 
 
 def test_harmonicity_needs_the_score_fusion():
@@ -81,8 +93,8 @@ def test_harmonicity_needs_the_score_fusion():
 
 def test_the_fusion_reads_the_harmonicity_and_every_scorer_applies_it(tmp_path):
     model_path = train_tiny_model(tmp_path, HARMONICITY, precision="fp32", fusion=True)
-    fusion = load_model(model_path)[1]["fusion"]
-    assert fusion["excitation_rows"] == 4 and fusion["harmonicity_rows"] == 1
+    fusion = ModelFile.load(model_path).fusion
+    assert fusion["streams"] == ["excitation", "harmonicity"]
     assert len(fusion["statistics_model"]["mean"]) == N_UTTERANCE_STATISTICS + 1
     files = []
     for i, (f0, seconds) in enumerate(((150, 1.3), (210, 2.2))):

@@ -9,7 +9,7 @@ import time
 import yaml
 
 from conftest import ROOT, make_feature_shards, make_tone_corpus, repository_features
-from pipeline.manifest import build_manifest, write_manifest
+from pipeline.data.manifests import build_manifest, write_manifest
 
 
 def write_params(path, **sections):

@@ -10,11 +10,11 @@ import pytest
 import soundfile as sf
 
 from conftest import ROOT, make_tone_corpus, train_tiny_model
-from pipeline.evaluate import condition_metrics
-from pipeline.extract import extract_partition
-from pipeline.layouts import read_layout
-from pipeline.manifest import build_manifest, read_manifest, run as run_manifest, write_manifest
-from pipeline.protocol import ProtocolError
+from pipeline.reports.evaluation import condition_metrics
+from pipeline.data.extraction import extract_partition
+from pipeline.data.layouts import read_layout
+from pipeline.data.manifests import build_manifest, read_manifest, write_partitions as run_manifest, write_manifest
+from pipeline.data.protocol import ProtocolError
 from pipeline.settings import DataSettings, ExtractSettings, FeatureSettings
 
 

@@ -7,9 +7,9 @@ import numpy as np
 import yaml
 
 from conftest import ROOT, make_feature_shards, repository_features
-from pipeline.dataset import ShardDataset
+from pipeline.data.dataset import ShardDataset
 from pipeline.settings import FeatureSettings
-from pipeline.shards import open_partition
+from pipeline.data.shards import open_partition
 
 
 def test_excluded_attacks_leave_the_dataset_and_the_rest_keeps_its_order(tmp_path):

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from pipeline.evaluate import partition_metrics
-from pipeline.metrics import (COST_MODEL, DEFAULT_ASV, ScoreError, act_dcf, asv_operating_point, bayes_threshold,
-                              cllr, compute_eer, min_cllr, min_dcf, min_tdcf, min_tdcf_2021)
+from pipeline.reports.evaluation import partition_metrics
+from pipeline.scoring.metrics import (COST_MODEL, DEFAULT_ASV, ScoreError, act_dcf, asv_operating_point,
+                                      bayes_threshold, cllr, compute_eer, min_cllr, min_dcf, min_tdcf, min_tdcf_2021)
 
 
 def reference_rates(bonafide, spoof):

@@ -184,3 +184,18 @@ def test_one_class_training_makes_bona_fide_compact_and_separates_an_unseen_spoo
         bona_scores, unseen_scores = bonafide_score(head(bona)), bonafide_score(head(unseen))
     assert bona_scores.min() > unseen_scores.max()
     assert (bona_scores / 2).mean() > 0.8  # bona fide pulled towards its cone (bound: cos 0.9)
+
+
+def test_the_network_reads_its_own_streams_only_and_refuses_a_fusion_only_one():
+    from features.streams import network_streams
+    from model import Detector
+    from pipeline.settings import FeatureSettings
+    features = FeatureSettings(view2_bands=8, excitation=True, harmonicity=True, harmonic_phase=True)
+    settings = ModelSettings(layers=[1, 1], planes=[16, 32], scale=4, stem_channels=8, view2_dim=16)
+    network = build_model(settings, features).eval()
+    assert network.streams == network_streams(features) == {"subband": 45, "view2": 8, "excitation": 4}
+    assert set(build_model(settings).streams) == {"subband"}  # without feature settings: the subband alone
+    with torch.no_grad():  # its input: the rows of those streams, nothing else
+        assert network(torch.randn(2, 1, 45 + 8 + 4, 40)).cos_theta.shape == (2, 2)
+    with pytest.raises(ValueError, match="harmonicity"):
+        Detector(settings, {"subband": 45, "harmonicity": 1})

@@ -12,9 +12,10 @@ import pytest
 import yaml
 
 from features.copy_synthesis import copy_utt_id
-from pipeline.protocol import parse_protocol, protocol_path
+from features.streams import stream_widths
+from pipeline.data.protocol import parse_protocol, protocol_path
 from pipeline.settings import PARTITIONS, load_settings
-from pipeline.shards import open_partition
+from pipeline.data.shards import open_partition
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,10 +70,12 @@ def test_repro_builds_corpus_and_every_partitions_shards(project):
         index = json.loads((work / "data/features" / part / "index.json").read_text())
         assert index["utterances"] == len(utts)   # the copies are not utterances of the partition
         for reader in readers:
-            assert reader.n_bins == (45 + settings.view2_bands + settings.n_excitation_rows + settings.n_harmonicity_rows
-                                     + settings.n_harmonic_phase_rows)
-            sub, f0 = reader.read(0)
-            assert sub.shape[0] == f0.shape[0] > 0
+            # every stream the settings make, each its own width, and f0
+            assert reader.streams == (*stream_widths(settings), "f0")
+            streams = reader.read(0)
+            assert {name: streams[name].shape[1] for name in stream_widths(settings)} == stream_widths(settings)
+            assert stream_widths(settings)["subband"] == 45
+            assert streams.subband.shape[0] == streams.f0.shape[0] > 0
     report = json.loads((work / "metrics/f0_report.json").read_text())
     assert 0.5 < report["bonafide"]["share_in_band"] <= 1.0
 
@@ -113,9 +116,9 @@ def test_noop_repro_runs_nothing_and_feature_change_reruns_extraction_onwards(pr
     assert rerun == ["evaluate@dev", "evaluate@eval", "f0_report", "features@dev", "features@eval",
                      "features@train", "loao", "model_card", "train"]
     wider = dataclasses.replace(load_settings(work / "params.yaml").features, max_hz=500.0)
-    assert open_partition(work / "data/features/train", wider)[0].n_bins == (55 + wider.view2_bands + wider.n_excitation_rows
-                                                                        + wider.n_harmonicity_rows
-                                                                        + wider.n_harmonic_phase_rows)
+    streams = open_partition(work / "data/features/train", wider)[0].read(0)
+    assert stream_widths(wider)["subband"] == 55
+    assert {name: streams[name].shape[1] for name in stream_widths(wider)} == stream_widths(wider)
     # a training setting reruns training, evaluation and the model card only
     params["train"]["lr"] = 0.001
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

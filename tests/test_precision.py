@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from pipeline import scoring
+from pipeline.scoring import scorer as scoring
 
 CPU = torch.device("cpu")
 

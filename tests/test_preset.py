@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 
+from features.streams import stream_widths
 from pipeline.preset import main
 from pipeline.settings import load_settings
 
@@ -22,7 +23,7 @@ def test_paper_preset_sets_the_full_recipe_and_keeps_comments(tmp_path):
     assert settings.train.average_epochs == 0 and settings.model.input_norm == "none"
     # The paper's input: the F0 subband alone, whatever the mini corpus default adds.
     assert settings.features.view2_bands == 0 and settings.features.excitation is False
-    assert settings.features.n_bins == 45
+    assert stream_widths(settings.features) == {"subband": 45}
     # ... and none of the mini corpus's augmentation.
     assert (settings.train.mask_bins, settings.train.mask_frames, settings.train.freq_stretch) == (0, 0, 0.0)
     assert settings.augment.copies == 0 and settings.copy_synthesis.methods == []

@@ -2,8 +2,8 @@ import pytest
 import soundfile as sf
 import numpy as np
 
-from pipeline.manifest import build_manifest
-from pipeline.protocol import ProtocolError, audio_dir, parse_protocol, protocol_path
+from pipeline.data.manifests import build_manifest
+from pipeline.data.protocol import ProtocolError, audio_dir, parse_protocol, protocol_path
 
 GOOD = "LA_0079 LA_T_1138215 - - bonafide\nLA_0079 LA_T_1271820 - A01 spoof\n"
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import scoring
+from pipeline.scoring import scorer as scoring
 
 CPU = torch.device("cpu")
 
@@ -12,12 +12,14 @@ def test_scoring_on_a_cpu_caps_the_frames_of_a_batch_and_keeps_the_scores(tmp_pa
     """eval_loader keeps CPU batches within CPU_BATCH_FRAMES (not batch_size whole utterances), and
     an utterance's score does not depend on the batch it was scored in."""
     from conftest import train_tiny_model
-    from pipeline.dataset import ShardDataset
+    from pipeline.data.dataset import ShardDataset
     from pipeline.settings import FeatureSettings
-    from pipeline.shards import open_partition
-    model, _ = scoring.load_model(train_tiny_model(tmp_path, precision="fp32"))
+    from pipeline.data.shards import open_partition
+    from pipeline.scoring.modelfile import ModelFile
+    model_file = ModelFile.load(train_tiny_model(tmp_path, precision="fp32"))
+    model = model_file.network()
     dataset = ShardDataset(open_partition(tmp_path / "features/dev", FeatureSettings()), frames=32, train=False,
-                           eval_input="whole")
+                           eval_input="whole", streams=model_file.network_streams)
     lengths = dataset.eval_lengths()
     assert set(lengths) == {32, 64}
     uncapped, _ = scoring.score_dataset(model, dataset, 64, CPU, "fp32")
@@ -33,7 +35,7 @@ def test_scoring_on_a_cpu_caps_the_frames_of_a_batch_and_keeps_the_scores(tmp_pa
 
 def test_the_allocator_keeps_freed_memory_on_glibc():
     import platform
-    from pipeline.scoring import tune_allocator
+    from pipeline.scoring.scorer import tune_allocator
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("mallopt is glibc's")
     assert tune_allocator() and tune_allocator()  # and it may be called again

@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from features.streams import stream_widths
 from pipeline.settings import SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,10 +23,12 @@ def test_repository_params_load_with_paper_defaults():
     settings = load_settings(ROOT / "params.yaml")
     assert settings.features.n_fft == 1728 and settings.features.hop_length == 130
     assert settings.features.n_subband_bins == 45
-    # the mini corpus default adds the second view; the paper preset turns it off
-    assert settings.features.n_bins == (45 + settings.features.view2_bands + settings.features.n_excitation_rows
-                                        + settings.features.n_harmonicity_rows
-                                        + settings.features.n_harmonic_phase_rows)
+    # the mini corpus default adds the second view (and the streams it turns on); the paper preset
+    # turns them off
+    fs = settings.features
+    expected = {"subband": 45, "view2": fs.view2_bands, "excitation": 4 if fs.excitation else 0,
+                "harmonicity": 1 if fs.harmonicity else 0, "harmonic_phase": 16 if fs.harmonic_phase else 0}
+    assert stream_widths(fs) == {name: width for name, width in expected.items() if width}
 
 
 @pytest.mark.parametrize("change, message", [

@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.errors import PipelineError
+
 PROTOCOL_NAMES = {
     "train": "ASVspoof2019.LA.cm.train.trn.txt",
     "dev": "ASVspoof2019.LA.cm.dev.trl.txt",
@@ -26,7 +28,7 @@ KEYS = {"bonafide": 1, "spoof": 0}
 _UTT_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
-class ProtocolError(ValueError):
+class ProtocolError(PipelineError, ValueError):
     pass
 
 

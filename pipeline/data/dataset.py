@@ -101,9 +101,10 @@ def mask_spans(subband: np.ndarray, bins: int, frames: int, generator: torch.Gen
 
 
 def model_input(subband: np.ndarray, f0: np.ndarray | None, f0_channel: bool) -> torch.Tensor:
-    """[frames, bins] subband (+ f0) -> the network's input [channels, bins, frames] float32.
+    """[frames, rows] (the network's streams stacked, Streams.stacked) + f0 -> the network's input
+    [channels, rows, frames] float32.
 
-    With f0_channel, log F0 (0 where unvoiced) is broadcast over the bins as a second channel,
+    With f0_channel, log F0 (0 where unvoiced) is broadcast over the rows as a second channel,
     so it lines up with each frame.
     """
     x = torch.from_numpy(np.ascontiguousarray(subband.T, dtype=np.float32))[None]
@@ -123,15 +124,19 @@ class ShardDataset(Dataset):
     and gives the evaluation input (`eval_frames`): the first `frames` frames ("crop") or the
     whole utterance ("whole": items differ in length; `length_batches(eval_lengths())` groups
     equal ones). exclude_attacks: attack ids whose spoofs are left out (leave-one-attack-out).
+    streams: the streams the network reads, stacked in this order into its input rows.
     mask_rows: the masks cover rows 0 .. mask_rows - 1 only (the spectra; the excitation
     statistics after them are not masked); None = every row.
     """
 
     def __init__(self, readers, frames: int, train: bool, f0_channel: bool = False,
                  freq_stretch: float = 0.0, mask_bins: int = 0, mask_frames: int = 0,
-                 eval_input: str = "crop", seed: int = 0, exclude_attacks=(), mask_rows: int | None = None):
+                 eval_input: str = "crop", seed: int = 0, exclude_attacks=(), mask_rows: int | None = None,
+                 streams=("subband",)):
         if eval_input not in EVAL_INPUTS:
             raise ValueError(f"eval_input must be one of {EVAL_INPUTS}, got {eval_input!r}")
+        self.streams = tuple(streams)
+        self.read_names = self.streams + (("f0",) if f0_channel else ())
         self.eval_input = eval_input
         self.seed = seed
         self.readers = readers
@@ -173,18 +178,14 @@ class ShardDataset(Dataset):
         frames = np.concatenate([np.diff(r.offsets) for r in self.readers]) if self.readers else np.zeros(0)
         return np.array([eval_length(int(n), self.frames, self.eval_input) for n in frames[self.items]], np.int64)
 
-    def utterance_statistics(self, excitation_rows: int, harmonicity_rows: int = 0, phase_rows: int = 0) -> np.ndarray:
-        """[items, statistics]: each item's excitation statistics (its original's
-        `excitation_rows` rows before the last `harmonicity_rows + phase_rows`, the whole
-        utterance, never a crop) summarised per utterance, its median HNR with a harmonicity row,
-        and the harmonic phase statistics with phase rows, for the score fusion (model/fusion.py;
-        features.fusion_statistics)."""
+    def utterance_statistics(self, names) -> np.ndarray:
+        """[items, statistics]: what the score fusion reads of each item (features.fusion_statistics
+        of its original's streams `names` and f0, the whole utterance, never a crop)."""
         rows = []
         for index in range(len(self)):
             shard, i = self.locate(index)
-            subband, f0 = self.readers[shard].read(i)
-            rows.append(fusion_statistics(subband, f0, excitation_rows, harmonicity_rows, phase_rows))
-        return np.array(rows).reshape(len(rows), n_fusion_statistics(harmonicity_rows, phase_rows))
+            rows.append(fusion_statistics(self.readers[shard].read(i, (*names, "f0")), names))
+        return np.array(rows).reshape(len(rows), n_fusion_statistics(names))
 
     def utterance(self, index: int) -> tuple[str, str, int]:
         shard, i = self.locate(index)
@@ -205,7 +206,8 @@ class ShardDataset(Dataset):
         if self.copies[index]:
             version = int(torch.randint(0, int(self.copies[index]) + 1, (), generator=generator))
         shard, i = self.locate(index, version)
-        subband, f0 = self.readers[shard].read(i, with_f0=self.f0_channel)
+        streams = self.readers[shard].read(i, self.read_names)
+        subband, f0 = streams.stacked(self.streams), streams.f0
         if self.train:
             start = None
             if len(subband) > self.frames:

@@ -1,6 +1,6 @@
-"""Where a model runs and how it scores: device, precision, model files, batched scoring.
+"""Where a model runs and how it scores: device, precision, batched scoring and the Scorer.
 
-Shared by training (its dev scoring), the evaluate stage and `detect`, so all three put the
+Shared by training (its dev scoring), evaluate, loao, detect and export, so all of them put the
 same input through the same network at the same precision and get the same score.
 """
 from __future__ import annotations
@@ -8,28 +8,21 @@ from __future__ import annotations
 import ctypes
 import os
 from contextlib import nullcontext
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from model import bonafide_score, build_model, decision_logit
-from model.fusion import fused_scores, statistics_rows
-from pipeline.dataset import length_batches
-from pipeline.settings import FeatureSettings, ModelSettings, SettingsError
-
-CHECKPOINT_FORMAT = "srla-checkpoint/1"
-MODEL_FORMAT = "srla-model/1"
+from features import fusion_statistics
+from model import bonafide_score, decision_logit
+from model.fusion import fused_scores
+from pipeline.data.dataset import ShardDataset, eval_frames, eval_length, length_batches, model_input
+from pipeline.settings import SettingsError
 
 # Evaluation inputs longer than this are scored in equal consecutive pieces and the pieces'
 # scores averaged, so a long recording given to detect cannot exhaust memory (4096 frames at
 # the paper's hop of 130 samples: 33 s).
 MAX_SCORED_FRAMES = 4096
-
-
-class CheckpointError(ValueError):
-    pass
 
 
 # ---------------------------------------------------------------- process set-up
@@ -39,9 +32,8 @@ def tune_allocator() -> bool:
 
     By default blocks over a (moving) threshold are mapped and unmapped at every allocation, and
     the heap's free top is trimmed, so each layer's activations and gradients come back as fresh
-    pages that the kernel must zero. A training step on 2 cores (batch 32, 100 frames) spent 14 %
-    of its CPU time in the kernel on the AVX2 paths; with this an fp32 step is 1.24x faster there
-    and 1.15x natively (AVX512_BF16), bf16 the same (bench/train.py). The price: the process keeps
+    pages that the kernel must zero: a training step spent a large share of its CPU time in the
+    kernel (measured by bench/train.py; figures in docs/benchmarks.md). The price: the process keeps
     its peak memory until it exits. Returns False (and changes nothing) where the C library is not
     glibc."""
     try:
@@ -130,35 +122,8 @@ def autocast(device: torch.device, precision: str):
 
 def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     """A batch [B, C, bins, frames] on the device, channels-last (NHWC): the convolutions' fast
-    layout on CPU (1.3x a step at 45 x 100, fp32 AVX-512) and on GPU."""
+    layout on CPU and on GPU (docs/benchmarks.md)."""
     return x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-
-
-# ---------------------------------------------------------------- model files
-
-def load_checkpoint(path: Path) -> dict:
-    """Load a checkpoint or model file safely (weights_only); a clear error if it is not one."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several unrelated types for a bad file
-        raise CheckpointError(f"{path}: not a loadable checkpoint ({type(err).__name__}: {err})") from None
-    if not isinstance(state, dict) or state.get("format") not in (CHECKPOINT_FORMAT, MODEL_FORMAT):
-        raise CheckpointError(f"{path}: not a checkpoint of this project")
-    return state
-
-
-def load_model(path: Path) -> tuple[torch.nn.Module, dict]:
-    """(network in eval mode, model file contents) from a model.pt written by training."""
-    state = load_checkpoint(path)
-    if state.get("format") != MODEL_FORMAT:
-        raise CheckpointError(f"{path}: a training checkpoint, not a model file; use models/model.pt")
-    # Model files written before model.sr_placement existed have the split_output network.
-    model = build_model(ModelSettings(**{"sr_placement": "split_output", **state["model_settings"]}),
-                        FeatureSettings.from_stored(state["feature_settings"]))
-    model.load_state_dict(state["model"])
-    model.to(memory_format=torch.channels_last)
-    model.eval()
-    return model, state
 
 
 # ---------------------------------------------------------------- scoring
@@ -180,10 +145,8 @@ def score_inputs(model, x: torch.Tensor, device, precision: str, logits: bool = 
 
 # On a CPU a scoring batch holds at most about this many frames, whatever the batch size says:
 # larger activations are allocated and freed by the operating system at every layer (glibc
-# maps blocks over 32 MB afresh each time). The evaluate stage's dev pass (500 whole
-# utterances, batch 64, 2 cores) took 20.5 s with 11.4 s of system time, 15.5 s with 1.6 s
-# capped at 2,048 frames, with the same scores; detect scored 4-second files at 41 files/s in
-# batches of 4 (bf16) against 30 in batches of 32. A GPU keeps its large batches.
+# maps blocks over 32 MB afresh each time), so the cap is faster with the same scores
+# (docs/benchmarks.md). A GPU keeps its large batches.
 CPU_BATCH_FRAMES = 2048
 
 
@@ -223,18 +186,96 @@ def score_dataset(model, dataset, batch_size: int, device, precision: str, num_w
     return (scores, labels, logit) if logits else (scores, labels)
 
 
-def model_scores(state: dict, dataset, network_scores: np.ndarray) -> np.ndarray:
-    """The model file's score of each dataset item: the network's, or, for a model with a score
-    fusion (model.excitation_fusion), the fusion of it with the excitation statistics' model."""
-    fusion = state.get("fusion")
-    if not fusion:
-        return network_scores
-    statistics = dataset.utterance_statistics(*statistics_rows(fusion))
-    return fused_scores(fusion, network_scores, statistics)
-
-
 def decision_loss(logit: np.ndarray, labels: np.ndarray) -> float:
     """Mean cross-entropy of the margin-free decision logits (the dev loss the authors' code
     keeps its best epoch by): softplus(-logit) for bona fide, softplus(logit) for spoof."""
     signed = np.where(labels == 1, logit, -logit)
     return float(np.mean(np.logaddexp(0.0, -signed)))
+
+
+# ---------------------------------------------------------------- the scorer
+
+class Scorer:
+    """Turns features into scores, as a model file says: the network's input (the streams it reads,
+    its F0 channel, the evaluation input rule), the precision, long inputs in pieces, and the
+    score fusion. Training's dev scoring, evaluate, loao, detect and export's checks all score
+    through one of these, so they give the same score for the same features.
+
+    network: a torch module, or a callable from a batch of inputs to a tensor of scores (an ONNX
+    session: pipeline.inference.export.OnnxNetwork). fusion: the model file's, or None (the
+    network's score; training scores dev so before it fits the fusion on those scores)."""
+
+    def __init__(self, network, streams, frames: int, eval_input: str, f0_channel: bool,
+                 precision: str = "fp32", device: torch.device | str = "cpu", fusion: dict | None = None):
+        self.network = network
+        self.streams = tuple(streams)
+        self.frames, self.eval_input, self.f0_channel = frames, eval_input, f0_channel
+        self.device = torch.device(device)
+        # The precision is a hint: bf16 only where this device runs it natively.
+        self.precision = scoring_precision(precision, self.device)
+        self.fusion = fusion
+        if isinstance(network, torch.nn.Module):
+            network.to(self.device)
+
+    @classmethod
+    def of(cls, model_file, network=None, device: torch.device | str = "cpu") -> "Scorer":
+        """The scorer of a model file (pipeline.scoring.modelfile.ModelFile); network: its torch
+        network (default: built from the file's weights) or an ONNX session for an export."""
+        return cls(model_file.network() if network is None else network, model_file.network_streams,
+                   model_file.frames, model_file.eval_input, model_file.model_settings.f0_channel,
+                   model_file.precision, device, model_file.fusion)
+
+    @property
+    def needs_f0(self) -> bool:
+        return bool(self.f0_channel or self.fusion)
+
+    # ---- one utterance's features (detect)
+
+    def input_of(self, streams) -> torch.Tensor:
+        """The network's evaluation input [channels, rows, frames] of one utterance's Streams."""
+        return model_input(*eval_frames(streams.stacked(self.streams), streams.f0, self.frames, self.eval_input),
+                           self.f0_channel)
+
+    def input_length(self, streams) -> int:
+        return eval_length(streams.frames, self.frames, self.eval_input)
+
+    def statistics_of(self, streams) -> np.ndarray | None:
+        """What the score fusion reads of one utterance (None without a fusion)."""
+        return fusion_statistics(streams, self.fusion["streams"]) if self.fusion else None
+
+    # ---- batches and datasets
+
+    def network_scores(self, inputs: torch.Tensor) -> np.ndarray:
+        """The network's scores of a batch of inputs of equal length."""
+        if isinstance(self.network, torch.nn.Module):
+            return score_inputs(self.network, inputs, self.device, self.precision).numpy()
+        return self.network(inputs).numpy()
+
+    def fuse(self, network_scores: np.ndarray, statistics) -> np.ndarray:
+        """The model's score from the network's: fused with the utterance statistics when the model
+        has a score fusion (statistics: one row per score), the network's otherwise."""
+        if not self.fusion:
+            return np.asarray(network_scores, dtype=np.float64)
+        if statistics is None or any(row is None for row in statistics):
+            raise ValueError("this model fuses its score with the utterance statistics: pass statistics_of() "
+                             "of each utterance")
+        return fused_scores(self.fusion, network_scores, np.stack(statistics))
+
+    def dataset(self, readers, exclude_attacks=()) -> ShardDataset:
+        """Shards as this model is evaluated on them (originals only, its input rule)."""
+        return ShardDataset(readers, self.frames, train=False, f0_channel=self.f0_channel, eval_input=self.eval_input,
+                            exclude_attacks=exclude_attacks, streams=self.streams)
+
+    def score_dataset(self, dataset, batch_size: int, num_workers: int = 0, loader: DataLoader | None = None,
+                      logits: bool = False):
+        """The network's scores and the labels in dataset order (and the decision logits with
+        logits=True). `loader` (from eval_loader) lets a caller that scores repeatedly keep its workers."""
+        return score_dataset(self.network, dataset, batch_size, self.device, self.precision, num_workers,
+                             loader, logits)
+
+    def score_readers(self, readers, batch_size: int, exclude_attacks=()):
+        """(dataset, the model's scores, labels) of shards: the network's scores, fused as the model says."""
+        dataset = self.dataset(readers, exclude_attacks)
+        scores, labels = self.score_dataset(dataset, batch_size)
+        statistics = dataset.utterance_statistics(self.fusion["streams"]) if self.fusion else None
+        return dataset, self.fuse(scores, statistics), labels

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipeline.errors import PipelineError
 
-class ScoreError(ValueError):
+
+class ScoreError(PipelineError, ValueError):
     pass
 
 

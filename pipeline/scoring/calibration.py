@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from pipeline.metrics import ScoreError, check_scores
+from pipeline.scoring.metrics import ScoreError, check_scores
 
 # Inverse regularisation of the fit. Weak enough to leave any usable score set as it is; when dev
 # separates the classes perfectly, it keeps the slope finite instead of letting it run to infinity.

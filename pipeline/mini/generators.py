@@ -20,11 +20,12 @@ import numpy as np
 from features import resample
 from features.audio import load_audio
 from features.f0 import pyworld
+from pipeline.errors import PipelineError
 
 SAMPLE_RATE = 16000
 
 
-class GeneratorError(RuntimeError):
+class GeneratorError(PipelineError, RuntimeError):
     pass
 
 

@@ -23,7 +23,7 @@ import re
 from pathlib import Path
 from typing import Callable
 
-from pipeline.protocol import (KEYS, ProtocolError, Utterance, audio_dir, parse_line, parse_lines,
+from pipeline.data.protocol import (KEYS, ProtocolError, Utterance, audio_dir, parse_line, parse_lines,
                                protocol_path, read_numbered)
 
 LAYOUTS = ("asvspoof2019", "asvspoof2021", "asvspoof5", "in_the_wild")

@@ -1,0 +1,101 @@
+"""Leave one attack out: which attacks, each one's recipe and training run, and its held-out score.
+
+The `loao` command (pipeline/loao.py) runs this; see its docstring.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from features.copy_synthesis import COPY_ATTACKS, kin_copies
+from pipeline.scoring.metrics import ScoreError, compute_eer, min_dcf
+from pipeline.errors import PipelineError
+from pipeline.overrides import deep_update
+from pipeline.scoring.modelfile import ModelFile
+from pipeline.scoring.scorer import Scorer, resolve_device
+from pipeline.settings import Settings, load_settings
+from pipeline.data.shards import open_partition
+
+ROOT = Path(__file__).resolve().parents[2]  # where train.py is
+
+
+def train_attacks(features: Path, settings: Settings) -> list[str]:
+    """The attacks of the training partition, as its shards list them; not the copy-synthesis
+    spoofs (features.copy_synthesis), which are part of the recipe and have none in dev or eval."""
+    readers = open_partition(features / "train", settings.features, verify=False)
+    return sorted({a for r in readers for a in r.attack} - {"-"} - COPY_ATTACKS)
+
+
+def heldout_scores(model_path: Path, features: Path, settings: Settings, attack: str) -> tuple[np.ndarray, np.ndarray]:
+    """Scores of the bona fide of dev and eval and of `attack`'s spoofs there (score, label)."""
+    scorer = Scorer.of(ModelFile.load(model_path), device=resolve_device(settings.train.device))
+    readers = [r for part in ("dev", "eval") for r in open_partition(features / part, settings.features)]
+    present = {a for r in readers for a in r.attack}
+    others = tuple(present - {"-", attack})
+    if attack not in present:
+        raise ScoreError(f"attack {attack} has no spoofs in dev or eval to score")
+    _, scores, labels = scorer.score_readers(readers, settings.evaluate.batch_size, exclude_attacks=others)
+    return scores, labels
+
+
+def heldout_recipe(params: Path, attack: str) -> dict:
+    """The recipe of params.yaml without `attack`, and without the copy-synthesis spoofs made by
+    its mechanism (features.copy_synthesis.KIN), which would otherwise have shown it to training."""
+    return deep_update(yaml.safe_load(params.read_text()), {"train": {"exclude_attacks": [attack, *kin_copies(attack)]}})
+
+
+def run_attack(attack: str, params: Path, features: Path, out: Path, settings: Settings) -> dict:
+    """Train without `attack` (train.py in its own process, as the train stage runs it) and score it."""
+    out.mkdir(parents=True, exist_ok=True)
+    recipe = heldout_recipe(params, attack)
+    run_params = out / "params.yaml"
+    run_params.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    run_settings = load_settings(run_params)
+    # What a finished attack was made from: the recipe and the shards (their index files).
+    made_from = {"recipe": recipe, "features": {p: hashlib.sha256((features / p / "index.json").read_bytes()).hexdigest()
+                                                 for p in ("train", "dev", "eval")}}
+    result_path = out / "result.json"
+    if result_path.is_file() and json.loads(result_path.read_text()).get("made_from") == made_from:
+        return json.loads(result_path.read_text())
+    started = time.perf_counter()
+    with open(out / "log.txt", "w") as log:
+        command = [sys.executable, str(ROOT / "train.py"), "--params", str(run_params), "--features", str(features),
+                   "--out_fold", str(out), "--metrics", str(out / "train.json"), "--live", str(out / "dvclive")]
+        if subprocess.run(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=os.environ).returncode:
+            raise PipelineError(f"loao {attack}: training failed; see {out / 'log.txt'}")
+    scores, labels = heldout_scores(out / "model.pt", features, run_settings, attack)
+    bonafide, spoof = scores[labels == 1], scores[labels == 0]
+    result = {"attack": attack, "eer": compute_eer(bonafide, spoof)[0], "min_dcf": min_dcf(bonafide, spoof),
+              "bonafide": int(len(bonafide)), "spoof": int(len(spoof)),
+              "minutes": (time.perf_counter() - started) / 60, "made_from": made_from}
+    result_path.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def run(params: Path, features: Path, out: Path) -> dict:
+    settings = load_settings(params)
+    out.mkdir(parents=True, exist_ok=True)  # the stage's output, empty when off
+    if not settings.loao.enabled:
+        return {"enabled": False}
+    attacks = settings.loao.attacks or train_attacks(features, settings)
+    results = []
+    for attack in attacks:
+        print(f"loao: training without {attack}", flush=True)
+        result = run_attack(attack, params, features, out / attack, settings)
+        print(f"loao {attack}: EER {result['eer']:.2%} ({result['spoof']} spoofs, {result['bonafide']} bona fide, "
+              f"{result['minutes']:.1f} min)", flush=True)
+        results.append(result)
+    eers = [r["eer"] for r in results]
+    return {"enabled": True, "mean_eer": float(np.mean(eers)), "max_eer": float(np.max(eers)),
+            "eer_per_attack": {r["attack"]: r["eer"] for r in results},
+            "min_dcf_per_attack": {r["attack"]: r["min_dcf"] for r in results},
+            "counts": {r["attack"]: {"bonafide": r["bonafide"], "spoof": r["spoof"]} for r in results},
+            "minutes": sum(r["minutes"] for r in results)}
