@@ -39,8 +39,7 @@ from pipeline.data.shards import open_partition
 from pipeline.scoring.calibration import fit_calibration
 from pipeline.scoring.metrics import ScoreError, compute_eer
 from pipeline.scoring.modelfile import CHECKPOINT_FORMAT, ModelFile, OlderVersionError, atomic_save, load_checkpoint
-from pipeline.scoring.scorer import (Scorer, decision_loss, eval_loader, resolve_precision, to_device,
-                                     tune_allocator)
+from pipeline.scoring.scorer import Scorer, decision_loss, eval_loader, resolve_precision, to_device, tune_allocator
 from pipeline.settings import Settings, SettingsError, load_settings
 from pipeline.training import (TrainingDiverged, accumulate_average, averaged_model, epoch_steps, lambda_gamma,
                                loader_workers, log_epoch, lr_factor, make_loader, model_file, ranks_disagreement,

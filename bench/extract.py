@@ -23,7 +23,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 import numpy as np
 from joblib import Parallel, delayed
 
@@ -31,8 +30,8 @@ import features
 from features.copy_synthesis import copy_synthesise
 from pipeline.data.extraction import extract_partition
 from pipeline.data.manifests import read_manifest, write_manifest
-from pipeline.settings import ExtractSettings, load_settings
 from pipeline.data.shards import write_shard
+from pipeline.settings import ExtractSettings, load_settings
 
 
 def time_kernels(rows, settings) -> dict[str, float]:

@@ -26,13 +26,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 import numpy as np
 import torch
+
 from features.streams import Streams
 from model import build_model, margin_lambda
 from pipeline.data.dataset import ShardDataset
 from pipeline.data.protocol import Utterance
+from pipeline.data.shards import ShardReader, write_shard
 from pipeline.scoring.scorer import resolve_device, resolve_precision, to_device
 from pipeline.settings import FeatureSettings, ModelSettings, TrainSettings
-from pipeline.data.shards import ShardReader, write_shard
 from pipeline.training import loader_workers, make_loader, train_step
 
 

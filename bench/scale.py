@@ -30,8 +30,8 @@ import features
 from pipeline.data.dataset import ShardDataset, fit_frames, model_input
 from pipeline.data.extraction import extract_partition
 from pipeline.data.manifests import read_manifest, write_manifest
-from pipeline.settings import ExtractSettings, ModelSettings, load_settings
 from pipeline.data.shards import open_partition
+from pipeline.settings import ExtractSettings, ModelSettings, load_settings
 
 FULL_CORPUS = 121_461
 FULL_TRAIN = 25_380
@@ -72,8 +72,8 @@ def loader_rate(dataset, min_seconds: float = 5.0, max_seconds: float = 60.0) ->
 
 
 def train_epoch_seconds(folder: Path, feature_settings, frames: int) -> float:
-    from pipeline.training import train_step
     from model import build_model
+    from pipeline.training import train_step
     torch.manual_seed(0)
     dataset = ShardDataset(open_partition(folder, feature_settings), frames, train=True)
     model = build_model(ModelSettings())

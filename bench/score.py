@@ -2,8 +2,8 @@
 
     python bench/score.py [--model models/model.pt] [--partition dev] [--repeats 1]
 
-Scores the whole partition through pipeline.scoring.score_dataset, the function training's dev scoring and
-the evaluate stage use, once with the first-crop input and once with whole utterances (batches
+Scores the whole partition through the model's Scorer (pipeline/scoring/scorer.py), which training's dev
+scoring and the evaluate stage use, once with the first-crop input and once with whole utterances (batches
 of evaluate.batch_size; whole ones grouped by input length), and reports utterances/s, audio seconds scored per
 wall second, and the whole/crop time ratio. Writes bench/results/score.json.
 """
@@ -22,10 +22,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> int:
     import torch
 
-    from pipeline.settings import load_settings
     from pipeline.data.shards import open_partition
     from pipeline.scoring.modelfile import ModelFile
     from pipeline.scoring.scorer import Scorer, resolve_device
+    from pipeline.settings import load_settings
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(ROOT / "models/model.pt"))

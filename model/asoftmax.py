@@ -12,8 +12,8 @@ import math
 from typing import NamedTuple
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 # cos(m theta) as a polynomial in cos(theta) (Chebyshev polynomials of the first kind).
 _COS_M_THETA = {

@@ -19,8 +19,8 @@ norm carries alpha / 2, so decision_logit (score x norm) is alpha * c.
 from __future__ import annotations
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from .asoftmax import AngularOutput
 

@@ -25,8 +25,7 @@ from pathlib import Path
 
 from pipeline.cli import run_stage
 from pipeline.data.layouts import LAYOUTS, SUBSETS_2021, TRACKS_2021
-from pipeline.reports.evaluation import (asv_point, evaluate_features, manifest_conditions, prepare_corpus,
-                                         summary_line)
+from pipeline.reports.evaluation import asv_point, evaluate_features, manifest_conditions, prepare_corpus, summary_line
 from pipeline.scoring.modelfile import CheckpointError, ModelFile
 from pipeline.scoring.scorer import Scorer, resolve_device, tune_allocator
 from pipeline.settings import PARTITIONS, load_settings

@@ -94,6 +94,21 @@ def make_feature_shards(folder: Path, settings, n_utts: int = 64, n_shards: int 
     return folder
 
 
+def random_records(settings, lengths):
+    """[(Utterance, Streams)] of random features, one per length: every stream the settings make, and f0."""
+    from features.streams import Streams, stream_widths
+    from pipeline.data.protocol import Utterance
+    rng = np.random.default_rng(0)
+    out = []
+    for i, n in enumerate(lengths):
+        utt = Utterance(f"U{i}", f"S{i % 2}", "-" if i % 2 == 0 else "A01", 1 - i % 2)
+        streams = Streams({name: rng.normal(size=(n, width)).astype(np.float32)
+                           for name, width in stream_widths(settings).items()},
+                          f0=np.arange(n, dtype=np.float32) + i)
+        out.append((utt, streams))
+    return out
+
+
 def run_training(settings, features_dir: Path, out_dir: Path, *extra: str, check: bool = True,
                  live: bool = False) -> subprocess.CompletedProcess:
     """train.py on `settings` (built in code: written to out_dir/params.yaml), as the train stage runs
@@ -154,11 +169,11 @@ def assert_every_scorer_fuses_alike(root: Path, model_path: Path, features: Feat
     and detect and its ONNX export score audio_files alike. Returns the dev statistics
     [utterances, inputs]."""
     from model.fusion import fused_scores
+    from pipeline.data.shards import open_partition
     from pipeline.inference import export
     from pipeline.inference.detector import Detector
     from pipeline.scoring.modelfile import ModelFile
     from pipeline.scoring.scorer import Scorer
-    from pipeline.data.shards import open_partition
     model_file = ModelFile.load(model_path)
     scorer = Scorer.of(model_file)
     dev = open_partition(root / "features/dev", features)

@@ -5,14 +5,14 @@ import h5py
 import numpy as np
 import pytest
 import yaml
-
 from conftest import ROOT, harmonic
+
 from features.augment import CODECS, augment, augment_seed, codec_round_trip
 from pipeline import extract as extract_stage
 from pipeline.data import extraction as extract
 from pipeline.data.dataset import ShardDataset
-from pipeline.settings import AugmentSettings, ExtractSettings, FeatureSettings, SettingsError, load_settings
 from pipeline.data.shards import file_sha256, open_partition
+from pipeline.settings import AugmentSettings, ExtractSettings, FeatureSettings, SettingsError, load_settings
 
 ROOT_PARAMS = ROOT / "params.yaml"
 

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import harmonic
 
 import features
-from conftest import harmonic
 from pipeline.settings import FeatureSettings
 
 SETTINGS = FeatureSettings()
@@ -75,6 +75,7 @@ def test_shorter_than_one_frame_gives_one_frame():
     assert subband.shape == (1, 45) and f0.shape == (1,)
 
 
+@pytest.mark.slow
 def test_ten_minute_recording(tmp_path):
     path = tmp_path / "long.flac"
     sf.write(path, np.tile(harmonic(150, seconds=2.0), 300), 16000)

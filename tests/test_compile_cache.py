@@ -3,6 +3,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from pipeline.training import use_compile_cache
 
 
@@ -25,6 +27,7 @@ print(counters["inductor"]["fxgraph_cache_hit"])
 """
 
 
+@pytest.mark.slow
 def test_a_second_process_finds_the_first_ones_compiled_kernels(tmp_path):
     cache = tmp_path / "inductor"
     env = {k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_CACHE_DIR"}

@@ -6,17 +6,17 @@ import numpy as np
 import pytest
 import pyworld
 import yaml
-
 from conftest import ROOT
+
 from features.copy_synthesis import (COPY_ATTACKS, KIN, METHODS, copy_seed, copy_synthesise, copy_utt_id,
                                      harmonic_plus_noise, kin_copies, phase_vocoder_round_trip)
 from pipeline import extract as extract_stage
 from pipeline.data import extraction as extract
-from pipeline.studies import heldout as loao
 from pipeline.data.dataset import ShardDataset
+from pipeline.data.shards import file_sha256, open_partition
 from pipeline.settings import (AugmentSettings, CopySynthesisSettings, ExtractSettings, FeatureSettings, SettingsError,
                                load_settings)
-from pipeline.data.shards import file_sha256, open_partition
+from pipeline.studies import heldout as loao
 
 ROOT_PARAMS = ROOT / "params.yaml"
 

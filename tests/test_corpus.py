@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.mini.builder import (ATTACKS, final_channel, find_prompts, plan_partition, prompt_audio,
-                                   prompt_seconds, read_prompt)
+from pipeline.mini.builder import (ATTACKS, final_channel, find_prompts, plan_partition, prompt_audio, prompt_seconds,
+                                   read_prompt)
 from pipeline.settings import PARTITIONS, CorpusSettings
 
 
@@ -182,6 +182,7 @@ def test_asterisk_silence_files_are_not_used_as_speech(prompts, tmp_path):
 
 def test_a_recording_without_speech_is_refused_by_name(tmp_path):
     import soundfile as sf
+
     from pipeline.mini.builder import CorpusError, Prompt
     speech, quiet = tmp_path / "speech.wav", tmp_path / "quiet.wav"
     t = np.arange(24000) / 16000
@@ -195,6 +196,7 @@ def test_a_recording_without_speech_is_refused_by_name(tmp_path):
 
 def test_a_generator_failure_names_the_utterance_and_its_source(tmp_path, monkeypatch):
     import soundfile as sf
+
     import pipeline.mini.builder as corpus
     from pipeline.mini.builder import GeneratorError, Item, Prompt, render
     source = tmp_path / "word.wav"

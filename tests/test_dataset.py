@@ -2,12 +2,12 @@
 import numpy as np
 import pytest
 import torch
-
 from conftest import make_feature_shards
+
 from pipeline.data.dataset import (EpochSampler, ShardDataset, eval_frames, fit_frames, length_batches, mask_spans,
                                    stretch_bins)
-from pipeline.settings import FeatureSettings
 from pipeline.data.shards import open_partition
+from pipeline.settings import FeatureSettings
 
 
 def test_short_utterances_are_mirror_padded_and_long_ones_cropped():

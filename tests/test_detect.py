@@ -5,7 +5,6 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import ROOT, harmonic, train_tiny_model
 
 
@@ -36,6 +35,7 @@ def run_detect(*args):
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_detect_scores_good_and_odd_files_and_names_broken_ones(model_path, mixed_folder, tmp_path):
     out = tmp_path / "scores.tsv"
     result = run_detect("--model", model_path, mixed_folder, "--out", out)
@@ -86,6 +86,7 @@ def test_detect_refuses_a_file_that_is_not_a_model(tmp_path, mixed_folder):
 
 def test_detect_evaluates_a_protocol_folder(model_path, tmp_path):
     from conftest import make_tone_corpus
+
     from pipeline.data.protocol import audio_dir, protocol_path
     root = make_tone_corpus(tmp_path / "corpus", partitions=("eval",), per_partition=8)
     result = run_detect("--model", model_path, "--protocol", protocol_path(root, "eval"),
@@ -147,8 +148,8 @@ def test_rows_are_kept_as_scored_and_resume_skips_them(model_path, mixed_folder,
 
 
 def test_detect_decides_at_the_bayes_threshold_of_the_calibrated_score(model_path):
-    from pipeline.scoring.calibration import to_llr
     from pipeline.inference.detector import Detector
+    from pipeline.scoring.calibration import to_llr
     detector = Detector(model_path)
     assert set(detector.calibration) == {"scale", "offset", "prior"}  # training stored one
     # a known calibration, so the rule is tested whatever the tiny model learnt

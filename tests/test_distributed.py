@@ -7,10 +7,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import ROOT, make_feature_shards, repository_features
+
 from model import build_model
 from pipeline.scoring.modelfile import ModelFile
+
+# Whole stages or pipelines in processes of their own: `make test` runs them, `make test-fast` does not.
+pytestmark = pytest.mark.end_to_end
 
 
 def write_params(path, **train):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-
 from conftest import ROOT, harmonic
+
 from model import build_model
 from pipeline.inference import export
 from pipeline.inference.detector import Detector
@@ -32,6 +32,7 @@ def model_path(tmp_path_factory, request):
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_exported_model_matches_pytorch_for_several_lengths(model_path, tmp_path, fmt):
     out = export.export(model_path, fmt, tmp_path / f"m.{fmt}")
@@ -52,6 +53,7 @@ def test_exported_model_matches_pytorch_for_several_lengths(model_path, tmp_path
         assert torch.max(torch.abs(run(x) - reference)).item() <= 1e-4, (fmt, batch, frames)
 
 
+@pytest.mark.slow
 def test_detect_scores_audio_with_the_onnx_export_as_with_the_model_file(model_path, tmp_path):
     out = export.export(model_path, "onnx", tmp_path / "m.onnx")
     files = []
@@ -67,6 +69,7 @@ def test_detect_scores_audio_with_the_onnx_export_as_with_the_model_file(model_p
     assert llr == pytest.approx(3.0 * torch_scores[0] - 0.2, abs=1e-3) and 0.0 <= p <= 1.0
 
 
+@pytest.mark.slow
 def test_an_export_without_its_settings_file_is_refused(model_path, tmp_path):
     out = export.export(model_path, "onnx", tmp_path / "m.onnx")
     (tmp_path / "m.onnx.json").unlink()

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import make_feature_shards, train_tiny_model
 
 import features
-from conftest import make_feature_shards, train_tiny_model
 from features.excitation import excitation_statistics
 from features.streams import Streams, fusion_streams, stream_widths
 from pipeline import detect
@@ -129,6 +129,7 @@ def fused_model(tmp_path_factory):
     return train_tiny_model(tmp_path_factory.mktemp("finite"), ALL_STREAMS, fusion=True)
 
 
+@pytest.mark.slow
 def test_detect_scores_awkward_files_finitely(fused_model, tmp_path, capsys):
     folder = tmp_path / "awkward"
     folder.mkdir()

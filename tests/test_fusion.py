@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import yaml
-
 from conftest import ROOT, harmonic, run_training, train_tiny_model
+
 from features.excitation import N_UTTERANCE_STATISTICS, utterance_statistics
 from model.fusion import combine, fit_fusion, fit_statistics_model, fused_scores, statistics_logit
 from pipeline.data.shards import open_partition
@@ -109,6 +109,7 @@ def network_scores(model_file: ModelFile, readers, exclude_attacks=()):
     return dataset, scores, labels
 
 
+@pytest.mark.slow
 def test_statistics_fit_on_training_utterances_and_weights_on_dev_only(tmp_path):
     model_path = train_tiny_model(tmp_path, EXCITATION, precision="fp32", fusion=True, exclude_attacks=["A02"])
     model_file = ModelFile.load(model_path)
@@ -131,6 +132,7 @@ def test_statistics_fit_on_training_utterances_and_weights_on_dev_only(tmp_path)
     assert model_file.dev_eer == pytest.approx(compute_eer(fused[dev_labels == 1], fused[dev_labels == 0])[0])
 
 
+@pytest.mark.slow
 def test_evaluate_detect_and_onnx_score_the_fused_score(tmp_path):
     from pipeline.inference import export
     from pipeline.inference.detector import Detector

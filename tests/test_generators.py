@@ -21,6 +21,7 @@ def recording():
     return prompt_audio(prompts[0])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("attack_id", sorted(ATTACKS))
 def test_generator_makes_finite_audible_speech_deterministically(attack_id, recording, tmp_path):
     attack = ATTACKS[attack_id]

@@ -7,16 +7,16 @@ import librosa
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import assert_every_scorer_fuses_alike, assert_network_reads_none_of, harmonic, train_tiny_model
 
 import features
-from conftest import assert_every_scorer_fuses_alike, assert_network_reads_none_of, harmonic, train_tiny_model
 from features.excitation import N_UTTERANCE_STATISTICS
 from features.harmonic_phase import (ABSENT_DB, HARMONICS, N_PHASE_STATISTICS, frame_harmonic_phase,
                                      utterance_phase_statistics)
-from model.fusion import fit_statistics_model, statistics_logit
 from features.streams import Streams, stream_widths
+from model.fusion import fit_statistics_model, statistics_logit
 from pipeline.scoring.modelfile import ModelFile
-from pipeline.settings import FeatureSettings, ModelSettings, SettingsError, Settings
+from pipeline.settings import FeatureSettings, ModelSettings, Settings, SettingsError
 
 RATE, HOP = 16000, 130
 PHASE = dataclasses.replace(FeatureSettings(), view2_bands=24, excitation=True, harmonicity=True,
@@ -137,6 +137,7 @@ def test_harmonic_phase_needs_the_score_fusion():
         settings.check_across()
 
 
+@pytest.mark.slow
 def test_the_fusion_reads_the_harmonic_phase_and_every_scorer_applies_it(tmp_path):
     model_path = train_tiny_model(tmp_path, PHASE, precision="fp32", fusion=True)
     fusion = ModelFile.load(model_path).fusion

@@ -5,14 +5,14 @@ import dataclasses
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import assert_every_scorer_fuses_alike, assert_network_reads_none_of, harmonic, train_tiny_model
 
 import features
-from conftest import assert_every_scorer_fuses_alike, assert_network_reads_none_of, harmonic, train_tiny_model
 from features.excitation import N_UTTERANCE_STATISTICS
 from features.harmonicity import SILENT_DB, frame_hnr, utterance_hnr
 from features.streams import Streams, stream_widths
 from pipeline.scoring.modelfile import ModelFile
-from pipeline.settings import FeatureSettings, ModelSettings, SettingsError, Settings
+from pipeline.settings import FeatureSettings, ModelSettings, Settings, SettingsError
 
 RATE, HOP = 16000, 130
 HARMONICITY = dataclasses.replace(FeatureSettings(), view2_bands=24, excitation=True, harmonicity=True)
@@ -91,6 +91,7 @@ def test_harmonicity_needs_the_score_fusion():
         settings.check_across()
 
 
+@pytest.mark.slow
 def test_the_fusion_reads_the_harmonicity_and_every_scorer_applies_it(tmp_path):
     model_path = train_tiny_model(tmp_path, HARMONICITY, precision="fp32", fusion=True)
     fusion = ModelFile.load(model_path).fusion

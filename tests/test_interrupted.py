@@ -6,11 +6,14 @@ import subprocess
 import sys
 import time
 
+import pytest
 import yaml
-
 from conftest import ROOT, make_feature_shards, make_tone_corpus, repository_features
+
 from pipeline.data.manifests import build_manifest, write_manifest
 
+# Whole stages or pipelines in processes of their own: `make test` runs them, `make test-fast` does not.
+pytestmark = pytest.mark.end_to_end
 
 def write_params(path, **sections):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())

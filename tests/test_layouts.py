@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import ROOT, make_tone_corpus, train_tiny_model
-from pipeline.reports.evaluation import condition_metrics
+
 from pipeline.data.extraction import extract_partition
 from pipeline.data.layouts import read_layout
-from pipeline.data.manifests import build_manifest, read_manifest, write_partitions as run_manifest, write_manifest
+from pipeline.data.manifests import build_manifest, read_manifest, write_manifest
+from pipeline.data.manifests import write_partitions as run_manifest
 from pipeline.data.protocol import ProtocolError
+from pipeline.reports.evaluation import condition_metrics
 from pipeline.settings import DataSettings, ExtractSettings, FeatureSettings
 
 
@@ -174,6 +175,7 @@ def tiny_model(tmp_path_factory):
     return train_tiny_model(tmp_path_factory.mktemp("model"))
 
 
+@pytest.mark.slow
 def test_a_trained_model_scores_another_corpus_with_per_condition_eers(tiny_model, tmp_path):
     root = make_asvspoof5(tmp_path / "asvspoof5")
     out = {k: tmp_path / k for k in ("scores", "metrics", "plots", "reports", "work")}

@@ -4,12 +4,13 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import yaml
-
 from conftest import ROOT, make_feature_shards, repository_features
+
 from pipeline.data.dataset import ShardDataset
-from pipeline.settings import FeatureSettings
 from pipeline.data.shards import open_partition
+from pipeline.settings import FeatureSettings
 
 
 def test_excluded_attacks_leave_the_dataset_and_the_rest_keeps_its_order(tmp_path):
@@ -26,6 +27,7 @@ def test_excluded_attacks_leave_the_dataset_and_the_rest_keeps_its_order(tmp_pat
     assert len(held.eval_lengths()) == len(held)
 
 
+@pytest.mark.slow
 def test_loao_stage_trains_without_each_attack_and_scores_it(tmp_path):
     for part, n, seed in (("train", 48, 0), ("dev", 24, 1), ("eval", 24, 2)):
         make_feature_shards(tmp_path / "features" / part, repository_features(), n_utts=n, n_shards=1,

@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model import (asoftmax_loss, bonafide_score, build_model, count_parameters, floor_gamma, head_loss,
-                   margin_lambda, psi)
+from model import (asoftmax_loss, bonafide_score, build_model, count_parameters, floor_gamma, head_loss, margin_lambda,
+                   psi)
 from model.asoftmax import AngleLinear, AngularOutput, SoftmaxHead, cos_m_theta
 from model.one_class import OneClassHead, one_class_loss
 from pipeline.settings import ModelSettings

@@ -14,8 +14,11 @@ import yaml
 from features.copy_synthesis import copy_utt_id
 from features.streams import stream_widths
 from pipeline.data.protocol import parse_protocol, protocol_path
-from pipeline.settings import PARTITIONS, load_settings
 from pipeline.data.shards import open_partition
+from pipeline.settings import PARTITIONS, load_settings
+
+# Whole stages or pipelines in processes of their own: `make test` runs them, `make test-fast` does not.
+pytestmark = pytest.mark.end_to_end
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,6 +1,6 @@
+import numpy as np
 import pytest
 import soundfile as sf
-import numpy as np
 
 from pipeline.data.manifests import build_manifest
 from pipeline.data.protocol import ProtocolError, audio_dir, parse_protocol, protocol_path

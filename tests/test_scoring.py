@@ -8,14 +8,16 @@ from pipeline.scoring import scorer as scoring
 CPU = torch.device("cpu")
 
 
+@pytest.mark.slow
 def test_scoring_on_a_cpu_caps_the_frames_of_a_batch_and_keeps_the_scores(tmp_path, monkeypatch):
     """eval_loader keeps CPU batches within CPU_BATCH_FRAMES (not batch_size whole utterances), and
     an utterance's score does not depend on the batch it was scored in."""
     from conftest import train_tiny_model
+
     from pipeline.data.dataset import ShardDataset
-    from pipeline.settings import FeatureSettings
     from pipeline.data.shards import open_partition
     from pipeline.scoring.modelfile import ModelFile
+    from pipeline.settings import FeatureSettings
     model_file = ModelFile.load(train_tiny_model(tmp_path, precision="fp32"))
     model = model_file.network()
     dataset = ShardDataset(open_partition(tmp_path / "features/dev", FeatureSettings()), frames=32, train=False,
@@ -35,6 +37,7 @@ def test_scoring_on_a_cpu_caps_the_frames_of_a_batch_and_keeps_the_scores(tmp_pa
 
 def test_the_allocator_keeps_freed_memory_on_glibc():
     import platform
+
     from pipeline.scoring.scorer import tune_allocator
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("mallopt is glibc's")

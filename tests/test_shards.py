@@ -3,31 +3,17 @@ import json
 import h5py
 import numpy as np
 import pytest
+from conftest import make_tone_corpus, random_records
 
-from conftest import make_tone_corpus
-from features.streams import Streams, stream_widths
+from features.streams import stream_widths
 from pipeline.data.extraction import ExtractionError, extract_partition
 from pipeline.data.manifests import build_manifest, write_manifest
-from pipeline.data.protocol import Utterance
-from pipeline.settings import ExtractSettings, FeatureSettings
 from pipeline.data.shards import SHARD_FORMAT, ShardError, ShardReader, open_partition, write_shard
-
-
-def records(settings, lengths):
-    """[(Utterance, Streams)]: every stream the settings make, and f0."""
-    rng = np.random.default_rng(0)
-    out = []
-    for i, n in enumerate(lengths):
-        utt = Utterance(f"U{i}", f"S{i % 2}", "-" if i % 2 == 0 else "A01", 1 - i % 2)
-        streams = Streams({name: rng.normal(size=(n, width)).astype(np.float32)
-                           for name, width in stream_widths(settings).items()},
-                          f0=np.arange(n, dtype=np.float32) + i)
-        out.append((utt, streams))
-    return out
+from pipeline.settings import ExtractSettings, FeatureSettings
 
 
 def test_shard_round_trip_keeps_ragged_utterances_aligned(tmp_path, feature_settings):
-    recs = records(feature_settings, [5, 1, 17])
+    recs = random_records(feature_settings, [5, 1, 17])
     path = tmp_path / "shard-00000.h5"
     assert write_shard(path, recs, feature_settings) == 23
     reader = ShardReader(path, feature_settings.fingerprint())
@@ -47,7 +33,7 @@ EVERY_STREAM = FeatureSettings(view2_bands=8, excitation=True, harmonicity=True,
 
 
 def test_each_stream_is_its_own_dataset_and_read_gives_only_the_named_ones(tmp_path):
-    recs = records(EVERY_STREAM, [4, 9])
+    recs = random_records(EVERY_STREAM, [4, 9])
     path = tmp_path / "shard-00000.h5"
     write_shard(path, recs, EVERY_STREAM)
     widths = stream_widths(EVERY_STREAM)
@@ -71,13 +57,13 @@ def test_each_stream_is_its_own_dataset_and_read_gives_only_the_named_ones(tmp_p
         np.testing.assert_allclose(everything[name], recs[0][1][name], atol=1e-2, rtol=1e-3)
     # a stream the shard does not hold is named, never made up
     plain = tmp_path / "plain.h5"
-    write_shard(plain, records(FeatureSettings(), [3]), FeatureSettings())
+    write_shard(plain, random_records(FeatureSettings(), [3]), FeatureSettings())
     with pytest.raises(ShardError, match="has no excitation stream"):
         ShardReader(plain).read(0, ["excitation"])
 
 
 def test_a_shard_missing_a_stream_the_settings_make_is_not_written(tmp_path):
-    [(utt, streams)] = records(EVERY_STREAM, [5])
+    [(utt, streams)] = random_records(EVERY_STREAM, [5])
     del streams["harmonic_phase"]
     path = tmp_path / "shard-00000.h5"
     with pytest.raises(ShardError, match="U0: no harmonic_phase stream"):
@@ -121,7 +107,7 @@ def test_a_shard_of_the_old_format_is_refused_never_read_wrongly(tmp_path, versi
 
 def test_shard_from_other_settings_is_refused(tmp_path, feature_settings):
     path = tmp_path / "shard-00000.h5"
-    write_shard(path, records(feature_settings, [3]), feature_settings)
+    write_shard(path, random_records(feature_settings, [3]), feature_settings)
     other = FeatureSettings(hop_length=160)
     with pytest.raises(ShardError, match="made with other feature settings"):
         ShardReader(path, other.fingerprint())
@@ -203,7 +189,7 @@ def test_a_rerun_extracts_again_over_shards_of_the_old_format(manifest, tmp_path
 
 
 def test_streams_of_other_lengths_than_the_subband_are_not_written(tmp_path):
-    [(utt, streams)] = records(EVERY_STREAM, [5])
+    [(utt, streams)] = random_records(EVERY_STREAM, [5])
     streams["harmonicity"] = streams["harmonicity"][:4]
     path = tmp_path / "shard-00000.h5"
     with pytest.raises(ShardError, match="U0: its harmonicity stream has 4 frames, its subband 5"):

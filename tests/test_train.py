@@ -4,8 +4,8 @@ import re
 import numpy as np
 import pytest
 import torch
-
 from conftest import make_feature_shards, run_training, training_summary
+
 from model import bonafide_score, build_model
 from pipeline.data.dataset import ShardDataset
 from pipeline.data.shards import open_partition
@@ -53,6 +53,7 @@ def reference(features_dir, tmp_path_factory):
     return out, training_summary(out), result.stdout
 
 
+@pytest.mark.slow
 def test_training_learns_to_separate_the_classes(reference):
     out, summary, stdout = reference
     assert summary["best_dev_eer"] < 0.2
@@ -75,11 +76,13 @@ def test_model_file_loads_with_weights_only_and_carries_what_detect_needs(refere
     model.load_state_dict(state.weights)
 
 
+@pytest.mark.slow
 def test_same_seed_same_metrics(features_dir, reference, tmp_path):
     _, summary, _ = reference
     assert same_run(run(features_dir, tmp_path), summary)
 
 
+@pytest.mark.slow
 def test_loader_workers_change_nothing_but_speed(features_dir, reference, tmp_path):
     """Two persistent workers give the run that no worker gives: every draw comes from
     (seed, epoch, item), not from a worker's history."""
@@ -92,6 +95,7 @@ def test_the_run_records_its_precision_and_why(reference):
     assert summary["precision"] == "fp32" and summary["precision_reason"] == "train.precision: fp32"
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_to_the_same_result(features_dir, reference, tmp_path):
     _, summary, _ = reference
     first = run(features_dir, tmp_path, dataclasses.replace(QUICK, epochs=1))
@@ -103,6 +107,7 @@ def test_interrupted_run_resumes_to_the_same_result(features_dir, reference, tmp
     assert [h["epoch"] for h in history] == [1, 2, 3]
 
 
+@pytest.mark.slow
 def test_changed_settings_start_over_instead_of_resuming(features_dir, reference, tmp_path):
     run(features_dir, tmp_path, dataclasses.replace(QUICK, epochs=1))
     other = run(features_dir, tmp_path, dataclasses.replace(QUICK, epochs=1, lr=0.001))
@@ -118,6 +123,7 @@ def test_cosine_schedule_warms_up_linearly_then_decays_to_zero():
     assert lr_factor(400, 100, "noam", 110) == warmup_factor(400, 100)
 
 
+@pytest.mark.slow
 def test_cosine_run_ends_at_zero_and_a_longer_one_starts_over(features_dir, tmp_path):
     cosine = dataclasses.replace(QUICK, epochs=2, lr_schedule="cosine")
     run(features_dir, tmp_path, cosine)
@@ -198,6 +204,7 @@ def test_micro_batches_give_the_whole_batch_gradient():
 def test_evaluate_refuses_a_model_trained_on_other_feature_settings(reference, tmp_path, capsys):
     import yaml
     from conftest import ROOT
+
     from pipeline import evaluate
     out, _, _ = reference
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -208,6 +215,7 @@ def test_evaluate_refuses_a_model_trained_on_other_feature_settings(reference, t
     assert "trained on other feature settings" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_finished_run_rerun_trains_anew_and_writes_the_model(features_dir, reference, tmp_path):
     _, summary, _ = reference
     run(features_dir, tmp_path)
@@ -230,6 +238,7 @@ def test_weight_average_is_the_mean_of_the_snapshots():
         torch.testing.assert_close(average[name], torch.stack([s[name] for s in snapshots]).mean(0))
 
 
+@pytest.mark.slow
 def test_averaged_run_saves_the_average_and_resumes_to_the_same_result(features_dir, tmp_path):
     averaging = dataclasses.replace(QUICK, average_epochs=2)
     whole = run(features_dir, tmp_path / "whole", averaging)
@@ -252,6 +261,7 @@ def test_averaged_run_saves_the_average_and_resumes_to_the_same_result(features_
         torch.testing.assert_close(again.weights[name], state.weights[name])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lr, message", [
     (1e30, r"epoch 1: the training loss is nan .*diverged.*lower train.lr"),
     (1e8, r"epoch 3: the dev scores are unusable \(fewer than 3 distinct scores.*diverged or collapsed"),
@@ -263,6 +273,7 @@ def test_a_diverged_run_stops_with_a_message_naming_the_epoch(features_dir, tmp_
     assert re.search(message, result.stderr), result.stderr
 
 
+@pytest.mark.slow
 def test_the_margin_reaches_its_floor_at_the_end_of_a_run_of_any_length(features_dir, reference, tmp_path):
     for epochs in (2, 3):
         summary = run(features_dir, tmp_path / str(epochs), dataclasses.replace(QUICK, epochs=epochs),
@@ -272,6 +283,7 @@ def test_the_margin_reaches_its_floor_at_the_end_of_a_run_of_any_length(features
     assert reference[1]["final_lambda"] == pytest.approx(1500 / (1 + 0.1 * 18))
 
 
+@pytest.mark.slow
 def test_the_authors_epoch_rule_keeps_the_lowest_dev_loss(features_dir, tmp_path):
     settings = dataclasses.replace(QUICK, epochs=4, select_epoch="dev_loss")
     summary = run(features_dir, tmp_path, settings)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 import yaml
-
 from conftest import ROOT, harmonic, train_tiny_model
+
 from features import extract
 from features.streams import network_streams
 from model import build_model, count_parameters
@@ -68,6 +68,7 @@ def test_branch_reads_the_second_view_and_the_backbone_the_subband():
     assert plain.view2 is None and count_parameters(model) > count_parameters(plain)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("features", [VIEW2, VIEW2_EXCITATION], ids=["view2", "view2+excitation"])
 def test_a_fused_model_trains_saves_and_scores_audio(tmp_path, features):
     model_path = train_tiny_model(tmp_path, features)
@@ -97,6 +98,7 @@ def test_second_view_settings_are_checked(tmp_path):
         load_settings(tmp_path / "p.yaml")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("features", [VIEW2, VIEW2_EXCITATION], ids=["view2", "view2+excitation"])
 def test_a_fused_model_exports_to_onnx_and_scores_the_same(tmp_path, features):
     import soundfile as sf

@@ -2,28 +2,13 @@
 import errno
 
 import h5py
-import numpy as np
 import pytest
 import torch
+from conftest import random_records
 
-from features.streams import Streams, stream_widths
-from pipeline.data.protocol import Utterance
 from pipeline.data.shards import ShardReader, write_shard
 from pipeline.scoring.modelfile import CHECKPOINT_FORMAT, atomic_save, load_checkpoint
 from pipeline.settings import FeatureSettings
-
-
-def records(settings, lengths):
-    """[(Utterance, Streams)] of random features: every stream the settings make, and f0."""
-    rng = np.random.default_rng(0)
-    out = []
-    for i, n in enumerate(lengths):
-        utt = Utterance(f"U{i}", f"S{i % 2}", "-" if i % 2 == 0 else "A01", 1 - i % 2)
-        streams = Streams({name: rng.normal(size=(n, width)).astype(np.float32)
-                           for name, width in stream_widths(settings).items()},
-                          f0=np.arange(n, dtype=np.float32) + i)
-        out.append((utt, streams))
-    return out
 
 
 def disk_full(*args, **kwargs):
@@ -41,18 +26,18 @@ def test_shard_write_failing_half_way_leaves_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(h5py.Group, "create_dataset", fail_on_labels)
     with pytest.raises(OSError, match="No space left"):
-        write_shard(tmp_path / "shard-00000.h5", records(settings, [4, 5]), settings)
+        write_shard(tmp_path / "shard-00000.h5", random_records(settings, [4, 5]), settings)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_an_existing_shard_survives_a_failed_rewrite(tmp_path, monkeypatch):
     settings = FeatureSettings()
     path = tmp_path / "shard-00000.h5"
-    write_shard(path, records(settings, [4, 5]), settings)
+    write_shard(path, random_records(settings, [4, 5]), settings)
     before = path.read_bytes()
     monkeypatch.setattr(h5py.File, "__init__", disk_full)
     with pytest.raises(OSError):
-        write_shard(path, records(settings, [7]), settings)
+        write_shard(path, random_records(settings, [7]), settings)
     monkeypatch.undo()
     assert path.read_bytes() == before and len(ShardReader(path)) == 2
     assert [p.name for p in tmp_path.iterdir()] == ["shard-00000.h5"]

@@ -19,10 +19,10 @@ from features.augment import augment as augment_waveform
 from features.augment import augment_seed
 from features.copy_synthesis import METHODS, copy_seed, copy_synthesise, copy_utt_id
 from pipeline.data.manifests import read_manifest
-from pipeline.settings import (AugmentSettings, CopySynthesisSettings, ExtractSettings, FeatureSettings)
 from pipeline.data.shards import (SHARD_FORMAT, ShardReader, file_sha256, shard_attrs, shard_name, write_index,
                                   write_shard)
 from pipeline.errors import PipelineError
+from pipeline.settings import AugmentSettings, CopySynthesisSettings, ExtractSettings, FeatureSettings
 
 
 class ExtractionError(PipelineError, RuntimeError):

@@ -23,8 +23,8 @@ import re
 from pathlib import Path
 from typing import Callable
 
-from pipeline.data.protocol import (KEYS, ProtocolError, Utterance, audio_dir, parse_line, parse_lines,
-                               protocol_path, read_numbered)
+from pipeline.data.protocol import (KEYS, ProtocolError, Utterance, audio_dir, parse_line, parse_lines, protocol_path,
+                                    read_numbered)
 
 LAYOUTS = ("asvspoof2019", "asvspoof2021", "asvspoof5", "in_the_wild")
 TRACKS_2021 = ("LA", "DF")

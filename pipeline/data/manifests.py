@@ -13,8 +13,8 @@ from tqdm import tqdm
 
 from pipeline.data.layouts import partitions_of, read_layout
 from pipeline.data.protocol import ProtocolError, Utterance, parse_conditions
-from pipeline.settings import PARTITIONS, DataSettings
 from pipeline.data.shards import file_sha256
+from pipeline.settings import PARTITIONS, DataSettings
 
 COLUMNS = ("utt_id", "speaker", "attack", "label", "path", "audio_sha256", "conditions")
 

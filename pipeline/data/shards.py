@@ -27,7 +27,6 @@ import h5py
 import numpy as np
 
 from features.streams import STREAMS, Streams, stream_widths
-
 from pipeline.errors import PipelineError
 
 INDEX_NAME = "index.json"

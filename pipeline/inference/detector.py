@@ -17,9 +17,9 @@ from tqdm import tqdm
 
 import features
 from pipeline.data.dataset import length_batches
+from pipeline.inference.export import export_scorer, load_export
 from pipeline.scoring.calibration import bonafide_probability, to_llr
 from pipeline.scoring.metrics import DCF_COSTS, bayes_threshold
-from pipeline.inference.export import export_scorer, load_export
 from pipeline.scoring.modelfile import ModelFile
 from pipeline.scoring.scorer import CPU_BATCH_FRAMES, Scorer, tune_allocator
 from pipeline.settings import FeatureSettings

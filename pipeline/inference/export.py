@@ -10,8 +10,8 @@ from pathlib import Path
 
 import torch
 
-from model import bonafide_score
 from features.streams import network_streams
+from model import bonafide_score
 from pipeline.scoring.modelfile import CheckpointError, ModelFile
 from pipeline.scoring.scorer import MAX_SCORED_FRAMES, Scorer
 

@@ -20,10 +20,10 @@ from tqdm import tqdm
 
 from features import resample
 from features.audio import load_audio
-from pipeline.mini.generators import ATTACKS, GeneratorError, generate, prepare
 from pipeline.data.protocol import audio_dir, protocol_path
-from pipeline.settings import PARTITIONS, CorpusSettings
 from pipeline.errors import PipelineError
+from pipeline.mini.generators import ATTACKS, GeneratorError, generate, prepare
+from pipeline.settings import PARTITIONS, CorpusSettings
 
 SAMPLE_RATE = 16000
 G722_BYTES_PER_SECOND = 8000  # 64 kbit/s

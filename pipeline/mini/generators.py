@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from features import resample
 from features.audio import load_audio
@@ -310,6 +311,7 @@ def psola_vocode(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     put together by time-domain pitch-synchronous overlap-add."""
     import parselmouth
     from parselmouth.praat import call, run
+
     # Praat draws random numbers (unvoiced stretches) from a process-wide generator: seed it
     # from the item's rng, or the audio depends on what the worker made before.
     run(f"random_initializeWithSeedUnsafelyButPredictably ({int(rng.integers(2**31))})")
@@ -360,7 +362,15 @@ def vocode(generator: str, x: np.ndarray, rng: np.random.Generator, tmp: Path) -
 def generate(attack: Attack, source: np.ndarray, text: str, language: str,
              rng: np.random.Generator, tmp: Path) -> np.ndarray:
     """One spoof: a TTS attack speaks text in `language`, a vocoder resynthesises source (a bona
-    fide recording, 16 kHz). Checked finite and not silent."""
+    fide recording, 16 kHz). Checked finite and not silent. BLAS and OpenMP run one thread here, so
+    the audio does not depend on the number of threads (a threaded matrix product may sum in
+    another order): the stage's workers have one each, a single process (corpus.n_jobs 1) all."""
+    with threadpool_limits(1):
+        return _generate(attack, source, text, language, rng, tmp)
+
+
+def _generate(attack: Attack, source: np.ndarray, text: str, language: str,
+              rng: np.random.Generator, tmp: Path) -> np.ndarray:
     if attack.tts:
         y = tts(attack.generator, text, attack.language or language, rng, tmp)
     else:

@@ -10,16 +10,16 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.reports import plots as report
 from pipeline.data.extraction import extract_partition
 from pipeline.data.manifests import build_manifest, read_manifest, write_manifest
 from pipeline.data.protocol import ProtocolError
+from pipeline.data.shards import open_partition
+from pipeline.reports import plots as report
 from pipeline.scoring.calibration import to_llr
 from pipeline.scoring.metrics import (DCF_COSTS, ScoreError, act_dcf, asv_operating_point, cllr, compute_eer, min_cllr,
-                              min_dcf, min_tdcf, min_tdcf_2021)
+                                      min_dcf, min_tdcf, min_tdcf_2021)
 from pipeline.scoring.scorer import Scorer
 from pipeline.settings import EvaluateSettings, FeatureSettings
-from pipeline.data.shards import open_partition
 
 
 def write_scores(path: Path, utterances: list[tuple[str, str, int]], scores: np.ndarray) -> None:

@@ -16,13 +16,13 @@ import numpy as np
 import yaml
 
 from features.copy_synthesis import COPY_ATTACKS, kin_copies
-from pipeline.scoring.metrics import ScoreError, compute_eer, min_dcf
+from pipeline.data.shards import open_partition
 from pipeline.errors import PipelineError
 from pipeline.overrides import deep_update
+from pipeline.scoring.metrics import ScoreError, compute_eer, min_dcf
 from pipeline.scoring.modelfile import ModelFile
 from pipeline.scoring.scorer import Scorer, resolve_device
 from pipeline.settings import Settings, load_settings
-from pipeline.data.shards import open_partition
 
 ROOT = Path(__file__).resolve().parents[2]  # where train.py is
 
