@@ -80,11 +80,11 @@ def main() -> int:
                         "--out", str(Path(tmp) / "scores.tsv"), "--no-progress"],
                        cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
         streamed = time.perf_counter() - started
-    result = {"files": args.files, "seconds_per_file": args.seconds, "precision": detector.precision,
-              "eval_input": detector.eval_input, "workers": available_cores(),
+    result = {"files": args.files, "seconds_per_file": args.seconds, "precision": detector.scorer.precision,
+              "eval_input": detector.scorer.eval_input, "workers": available_cores(),
               "one_at_a_time_files_per_s": args.files / loop, "stream_files_per_s": args.files / stream,
               "detect_files_per_s": args.files / streamed, "speedup": loop / streamed}
-    print(f"{args.files} files of {args.seconds:g} s, {detector.precision}, eval input {detector.eval_input}:")
+    print(f"{args.files} files of {args.seconds:g} s, {detector.scorer.precision}, eval input {detector.scorer.eval_input}:")
     print(f"  one file at a time (F0 included, in-process): {result['one_at_a_time_files_per_s']:6.1f} files/s")
     print(f"  Detector.stream, model loaded (a worker per core, each extracting and scoring): "
           f"{result['stream_files_per_s']:6.1f} files/s ({loop / stream:.2f}x)")
