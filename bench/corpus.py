@@ -6,6 +6,9 @@ bona fide, which only go through the channel), times how many utterances of each
 Renders --items utterances of every attack (and of the bona fide) of the corpus plan, one process,
 one at a time, after one untimed warm-up item per generator (model loads, imports), into a
 temporary folder; the share of the stage is utterances x seconds each, as the workers split it.
+The CPU's model and vector extensions are printed first and stored with the figures: the neural
+TTS run in ONNX Runtime, whose kernels follow the CPU (AVX2, AVX-512, VNNI, AMX) whatever the
+environment says, so a figure only holds for CPUs with the same extensions.
 """
 from __future__ import annotations
 
@@ -25,6 +28,23 @@ from pipeline.mini.generators import ATTACKS, prepare
 from pipeline.settings import load_settings
 
 
+VECTOR_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
+
+
+def cpu_description() -> dict:
+    """The CPU's model name and which of VECTOR_FLAGS it has (Linux's /proc/cpuinfo)."""
+    model, flags = "unknown", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and model == "unknown":
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return {"model": model, "extensions": [f for f in VECTOR_FLAGS if f in flags]}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default=str(ROOT / "params.yaml"))
@@ -32,6 +52,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
 
+    cpu = cpu_description()
+    print(f"CPU: {cpu['model']}, {os.cpu_count()} cores; vector extensions: {' '.join(cpu['extensions'])}")
     settings = load_settings(args.params).corpus
     prompts = find_prompts(settings)
     by_kind: dict[str, list] = defaultdict(list)
@@ -68,7 +90,7 @@ def main(argv=None) -> int:
         r["share"] = r["total_seconds"] / total
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"cpu_cores": os.cpu_count(), "items": args.items, "rows": rows,
+        args.out.write_text(json.dumps({"cpu": cpu, "cpu_cores": os.cpu_count(), "items": args.items, "rows": rows,
                                         "total_seconds_one_process": total}, indent=2) + "\n")
     return 0
 
