@@ -12,7 +12,8 @@ rerun with the same settings. Curves are logged with dvclive. Under torchrun eve
 on its share of each batch and DDP averages the gradients; only rank 0 scores dev, logs and saves.
 
 This is the training loop; its pieces (the schedule, one step, averaging, the model file, the
-scorer) live in pipeline/training.py and pipeline/scoring/, which nothing here is imported by.
+scorer) live in pipeline/training.py and pipeline/scoring/. Nothing imports train.py: other
+stages and the tests run it as a process.
 """
 from __future__ import annotations
 
@@ -173,8 +174,9 @@ class DevScoring:
     def __init__(self, settings: Settings, data: Data, device, precision: str, workers: int, say):
         ts, ms = settings.train, settings.model
         self.labels = data.dev_set.labels
-        self.scorer = Scorer(None, data.dev_set.streams, ts.frames, ts.eval_input, ms.f0_channel, precision, device)
-        self.scorer.precision = precision  # dev is scored as training runs, bf16 where it was asked for
+        # dev is scored as training runs: bf16 where training was asked to run in it
+        self.scorer = Scorer(None, data.dev_set.streams, ts.frames, ts.eval_input, ms.f0_channel, precision, device,
+                             exact_precision=True)
         self.dataset, self.batch_size = data.dev_set, ts.batch_size
         self.loader = eval_loader(data.dev_set, ts.batch_size, workers, device, persistent=True)
         self.fusion_base, self.dev_logit = None, None

@@ -27,7 +27,6 @@ from pipeline.mini.builder import PARTITIONS, find_prompts, plan_partition, rend
 from pipeline.mini.generators import ATTACKS, prepare
 from pipeline.settings import load_settings
 
-
 VECTOR_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
 
 

@@ -5,7 +5,7 @@
 Installs and downloads nothing and needs no corpus: it writes synthetic shards in the real
 format (45 bins, 3.2 s utterances on average, like the mini corpus) to a temporary folder and
 uses train.py's own pieces: its loader (train.make_loader: the epoch sampler, persistent
-workers, train.num_workers' auto rule), its step (train.train_step, channels-last inputs, one
+workers, train.num_workers' auto rule), its step (pipeline.training.train_step, channels-last inputs, one
 host sync per epoch, not per step) and train.precision's auto rule. It measures the loader alone
 (samples/s on the CPU side), then trains the default SR-LA Res2Net on 45 x 600 crops from it,
 and reports samples/s, the fraction of time spent waiting for data, and CUDA max allocated

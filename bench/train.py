@@ -6,7 +6,7 @@ compiled, on this CPU's native instruction set and on its AVX2 code paths, in on
 
 Each configuration runs in a fresh process (so its peak RSS is its own) and times full
 training steps (forward, A-Softmax loss, backward, Adam) on random inputs of --params' rows
-(subband, second view, excitation statistics) x frames through train.train_step, with the
+(subband, second view, excitation statistics) x frames through pipeline.training.train_step, with the
 network of --params laid out as train.py lays it out (channels-last) and glibc's malloc set as
 train.py sets it (the "default malloc" rows leave it as it is).
 --isa avx2 holds oneDNN, ATen and MKL to their AVX2 code (ONEDNN_MAX_CPU_ISA=AVX2
@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 AVX2 = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
-# name -> (precision, compile, malloc as train.py sets it (pipeline.scoring.tune_allocator))
+# name -> (precision, compile, malloc as train.py sets it (pipeline.scoring.scorer.tune_allocator))
 CONFIGS = {
     "fp32 eager": ("fp32", False, True),
     "bf16 eager": ("bf16", False, True),

@@ -82,8 +82,8 @@ def hnr_db(r: np.ndarray) -> np.ndarray:
 
 
 def frame_hnr(waveform: np.ndarray, sample_rate: int, hop_length: int, n_frames: int) -> np.ndarray:
-    """[n_frames] float32: each frame's HNR in dB (within +-30 dB), SILENT_DB where silent: the row
-    the shards store (dB, not r: float16 cannot tell r = 0.9999 from 1)."""
+    """[n_frames] float32: each frame's HNR in dB (within +-30 dB), SILENT_DB where silent: the
+    `harmonicity` stream the shards store (dB, not r: float16 cannot tell r = 0.9999 from 1)."""
     r = frame_harmonicity(waveform, sample_rate, hop_length, n_frames)
     live = np.isfinite(r)
     return np.where(live, hnr_db(np.where(live, r, 0.5)), SILENT_DB).astype(np.float32)

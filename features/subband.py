@@ -35,7 +35,7 @@ def subband_spectrogram(waveform: np.ndarray, settings) -> np.ndarray:
     """log(|STFT| + exp(floor)) of the pre-emphasised signal, bins 0..n_subband_bins-1, then (with
     settings.view2_bands > 0) the second view: the log of the mean magnitude in each of
     view2_bands mel-spaced bands from view2_min_hz to view2_max_hz, from the same STFT frames.
-    [frames, n_bins] float32."""
+    [frames, n_subband_bins + view2_bands] float32 (features.extract splits it into two streams)."""
     x = preemphasis(np.asarray(waveform, dtype=np.float32), settings.preemphasis)
     frames = n_frames(len(x), settings.hop_length)
     # Zero-pad so frame t is centred on sample t*hop and every frame is full length.

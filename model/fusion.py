@@ -15,8 +15,9 @@ numbers (a dict of lists), so scoring needs neither pickles nor the training dat
 
 One-sided (model.excitation_fusion_one_sided): the statistics' log-odds are capped at 0, so they
 can lower a score (the excitation looks like a vocoder's) but never raise one. A held-out
-generator whose excitation the statistics take for a voice (a neural TTS) then keeps the network's score instead of being pushed towards bona fide. The cap is part of the
-statistics model's numbers ("one_sided"), so every scorer applies it.
+generator whose excitation the statistics take for a voice (a neural TTS) then keeps the
+network's score instead of being pushed towards bona fide. The cap is part of the statistics
+model's numbers ("one_sided"), so every scorer applies it.
 
 A statistic may be NaN: no evidence (the harmonic phase of an utterance without voiced frames).
 The model replaces it by that statistic's median over the training bona fide ("fill", stored with

@@ -2,7 +2,7 @@
 
 Bona fide speech is the Asterisk voice prompts shipped by Debian (real human recordings:
 16 kHz G.722, 8 kHz WAV or 8 kHz GSM) and KDE's volunteer word voices. Spoofs are made here, one
-attack id per generator (pipeline/generators.py: TTS engines, neural TTS and vocoders). Every
+attack id per generator (pipeline/mini/generators.py: TTS engines, neural TTS and vocoders). Every
 utterance, bona fide or spoof, leaves through the same channel (silence trim, telephone band
 limit, level normalisation, a G.722 round trip, 16-bit FLAC), so the channel cannot tell the
 classes apart.

@@ -17,7 +17,7 @@ The decision is the minimum-cost one for the ASVspoof 5 costs (a missed bona fid
 accepted spoof 10) at that prior: bona fide when llr >= log(10 * 0.05 / 0.95); --threshold T
 decides by score > T instead (a model file without a calibration: its dev EER threshold). A
 file that cannot be used is reported with its reason and the rest are still scored; the exit
-status is 1 if any file failed.
+status is 1 if any file failed, 2 if the model, the protocol or --out cannot be used.
 """
 from __future__ import annotations
 

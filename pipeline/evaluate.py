@@ -12,7 +12,7 @@ transmission, ...), counts, the ASV operating point used), DET and score-histogr
 plots/<name>/ (CSV for `dvc plots`, PNG for people) and reports/<name>.md. The stage's name is
 the partition; a cross-corpus run's is `<layout>[_<track>]_<partition>` unless --name says.
 
-A cross-corpus run reads the corpus through its layout's adapter (pipeline/layouts.py) into
+A cross-corpus run reads the corpus through its layout's adapter (pipeline/data/layouts.py) into
 <work>/<name>/<name>.tsv, extracts features with the model's own feature settings into
 <work>/<name>/features (parallel, resumable: a rerun with another model of the same feature
 settings reuses them) and scores them exactly as the stage scores its partition.
@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     parser.add_argument("--plots", default="plots")
     parser.add_argument("--reports", default="reports")
     cross = parser.add_argument_group("cross-corpus: score another corpus with the trained model")
-    cross.add_argument("--layout", choices=LAYOUTS, help="the corpus's layout (pipeline/layouts.py)")
+    cross.add_argument("--layout", choices=LAYOUTS, help="the corpus's layout (pipeline/data/layouts.py)")
     cross.add_argument("--root", help="the corpus folder")
     cross.add_argument("--track", choices=TRACKS_2021, default="LA", help="asvspoof2021: LA or DF")
     cross.add_argument("--subset", choices=SUBSETS_2021, default="eval",

@@ -3,7 +3,7 @@
     python -m pipeline.export --model models/model.pt --format onnx [--out models/model.onnx]
     python -m pipeline.export --model models/model.pt --format torchscript [--out models/model.ts]
 
-The exported network maps a batch of F0-subband log spectrograms [batch, channels, bins, frames]
+The exported network maps a batch of network inputs [batch, channels, rows, frames] (its streams stacked)
 (any batch size; any number of frames from 8 up to MAX_SCORED_FRAMES) to one score per input,
 the same decision statistic as `model.bonafide_score`. Beside it, <out>.json holds what turns
 audio into that input and the score into a decision: the feature settings, the evaluation input

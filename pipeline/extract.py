@@ -1,4 +1,4 @@
-"""Stage `features@<partition>`: manifest -> F0 subband + F0 shards, in parallel, resumable.
+"""Stage `features@<partition>`: manifest -> shards of the named feature streams, in parallel, resumable.
 
     python -m pipeline.extract PARTITION [--params params.yaml] [--manifest data/manifest]
                                [--out data/features]

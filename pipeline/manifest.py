@@ -3,7 +3,7 @@
     python -m pipeline.manifest [--params params.yaml] [--out data/manifest]
 
 Each row is `utt_id speaker attack label path audio_sha256 conditions`. The corpus is read
-through its layout's adapter (data.layout, pipeline/layouts.py). Every protocol line must be
+through its layout's adapter (data.layout, pipeline/data/layouts.py). Every protocol line must be
 well formed and its audio file must exist; otherwise the stage stops naming the file and line,
 or (with data.on_error: skip) leaves the utterance out and lists it in `skipped.tsv`. The audio
 checksum makes a changed recording change the manifest, so its features are recomputed even when

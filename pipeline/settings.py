@@ -41,7 +41,7 @@ class SettingsError(PipelineError, ValueError):
 class DataSettings:
     # Corpus folder: the mini corpus, or a real corpus in the layout below.
     root: str = "data/mini_corpus"
-    # How the corpus lays out its protocols and audio (pipeline/layouts.py). Training needs
+    # How the corpus lays out its protocols and audio (pipeline/data/layouts.py). Training needs
     # train, dev and eval partitions: asvspoof2019 or asvspoof5.
     layout: Literal["asvspoof2019", "asvspoof5"] = "asvspoof2019"
     # What to do with a malformed protocol line or a missing audio file.
@@ -358,7 +358,7 @@ class TrainSettings:
     frames: int = 600
     # What evaluation scores (dev during training, the evaluate stage, detect): "crop" = the
     # first `frames` frames, like the paper's fixed-length input; "whole" = every frame of the
-    # utterance (pipeline/dataset.py: eval_length). Stored in the model file.
+    # utterance (pipeline/data/dataset.py: eval_length). Stored in the model file.
     eval_input: Literal["crop", "whole"] = "crop"
     batch_size: int = 64
     epochs: int = 32

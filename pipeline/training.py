@@ -1,5 +1,6 @@
 """What training is made of: distributed set-up, the learning-rate schedule, loaders, one
-optimiser step, weight averaging, resumable checkpoints and the run's digest.
+optimiser step, weight averaging, the model file of an epoch and the run's digest (which decides
+whether a checkpoint resumes; train.py saves and resumes).
 
 train.py's loop puts these together; the benchmarks (bench/train.py, bench/gpu.py,
 bench/scale.py) time the same pieces.

@@ -5,8 +5,8 @@ import h5py
 import numpy as np
 import pytest
 import yaml
-from conftest import ROOT, harmonic
 
+from conftest import ROOT, harmonic
 from features.augment import CODECS, augment, augment_seed, codec_round_trip
 from pipeline import extract as extract_stage
 from pipeline.data import extraction as extract

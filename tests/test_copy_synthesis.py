@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import pyworld
 import yaml
-from conftest import ROOT
 
+from conftest import ROOT
 from features.copy_synthesis import (COPY_ATTACKS, KIN, METHODS, copy_seed, copy_synthesise, copy_utt_id,
                                      harmonic_plus_noise, kin_copies, phase_vocoder_round_trip)
 from pipeline import extract as extract_stage

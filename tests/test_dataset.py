@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 import torch
-from conftest import make_feature_shards
 
+from conftest import make_feature_shards
 from pipeline.data.dataset import (EpochSampler, ShardDataset, eval_frames, fit_frames, length_batches, mask_spans,
                                    stretch_bins)
 from pipeline.data.shards import open_partition

@@ -5,6 +5,7 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
+
 from conftest import ROOT, harmonic, train_tiny_model
 
 
@@ -86,7 +87,6 @@ def test_detect_refuses_a_file_that_is_not_a_model(tmp_path, mixed_folder):
 
 def test_detect_evaluates_a_protocol_folder(model_path, tmp_path):
     from conftest import make_tone_corpus
-
     from pipeline.data.protocol import audio_dir, protocol_path
     root = make_tone_corpus(tmp_path / "corpus", partitions=("eval",), per_partition=8)
     result = run_detect("--model", model_path, "--protocol", protocol_path(root, "eval"),

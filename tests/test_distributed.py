@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, make_feature_shards, repository_features
 
+from conftest import ROOT, make_feature_shards, repository_features
 from model import build_model
 from pipeline.scoring.modelfile import ModelFile
 

@@ -1,13 +1,14 @@
 """pipeline.export: the exported network scores as the PyTorch model does, at any input length."""
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import ROOT, harmonic
 
+from conftest import ROOT, harmonic
 from model import build_model
 from pipeline.inference import export
 from pipeline.inference.detector import Detector
@@ -42,7 +43,7 @@ def test_exported_model_matches_pytorch_for_several_lengths(model_path, tmp_path
     assert info.calibration == saved.calibration and info.frames == 32 and info.weights is None
     assert info.feature_settings == saved.feature_settings
     if fmt == "onnx":
-        run = export.OnnxNetwork(out)
+        run = export.export_scorer(out).network  # onnxruntime, long inputs in pieces
     else:
         loaded = torch.jit.load(str(out))
         run = lambda x: loaded(x).detach()  # noqa: E731
@@ -74,6 +75,11 @@ def test_an_export_without_its_settings_file_is_refused(model_path, tmp_path):
     out = export.export(model_path, "onnx", tmp_path / "m.onnx")
     (tmp_path / "m.onnx.json").unlink()
     with pytest.raises(export.CheckpointError, match="needs its settings"):
+        Detector(out)
+    # a sidecar beside another network (an interrupted or mixed export) is refused too
+    other = export.export(model_path, "torchscript", tmp_path / "m.ts")
+    (tmp_path / "m.onnx.json").write_text(Path(str(other) + ".json").read_text())
+    with pytest.raises(export.CheckpointError, match="made for another network than"):
         Detector(out)
 
 

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import harmonic
 
 import features
+from conftest import harmonic
 from pipeline.settings import FeatureSettings
 
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import make_feature_shards, train_tiny_model
 
 import features
+from conftest import make_feature_shards, train_tiny_model
 from features.excitation import excitation_statistics
 from features.streams import Streams, fusion_streams, stream_widths
 from pipeline import detect

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import yaml
-from conftest import ROOT, harmonic, run_training, train_tiny_model
 
+from conftest import ROOT, harmonic, run_training, train_tiny_model
 from features.excitation import N_UTTERANCE_STATISTICS, utterance_statistics
 from model.fusion import combine, fit_fusion, fit_statistics_model, fused_scores, statistics_logit
 from pipeline.data.shards import open_partition

@@ -7,9 +7,9 @@ import librosa
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import assert_every_scorer_fuses_alike, assert_network_reads_none_of, harmonic, train_tiny_model
 
 import features
+from conftest import assert_every_scorer_fuses_alike, assert_network_reads_none_of, harmonic, train_tiny_model
 from features.excitation import N_UTTERANCE_STATISTICS
 from features.harmonic_phase import (ABSENT_DB, HARMONICS, N_PHASE_STATISTICS, frame_harmonic_phase,
                                      utterance_phase_statistics)

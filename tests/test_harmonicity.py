@@ -5,9 +5,9 @@ import dataclasses
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import assert_every_scorer_fuses_alike, assert_network_reads_none_of, harmonic, train_tiny_model
 
 import features
+from conftest import assert_every_scorer_fuses_alike, assert_network_reads_none_of, harmonic, train_tiny_model
 from features.excitation import N_UTTERANCE_STATISTICS
 from features.harmonicity import SILENT_DB, frame_hnr, utterance_hnr
 from features.streams import Streams, stream_widths

@@ -8,8 +8,8 @@ import time
 
 import pytest
 import yaml
-from conftest import ROOT, make_feature_shards, make_tone_corpus, repository_features
 
+from conftest import ROOT, make_feature_shards, make_tone_corpus, repository_features
 from pipeline.data.manifests import build_manifest, write_manifest
 
 # Whole stages or pipelines in processes of their own: `make test` runs them, `make test-fast` does not.

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import ROOT, make_tone_corpus, train_tiny_model
 
+from conftest import ROOT, make_tone_corpus, train_tiny_model
 from pipeline.data.extraction import extract_partition
 from pipeline.data.layouts import read_layout
 from pipeline.data.manifests import build_manifest, read_manifest, write_manifest

@@ -6,8 +6,8 @@ import sys
 import numpy as np
 import pytest
 import yaml
-from conftest import ROOT, make_feature_shards, repository_features
 
+from conftest import ROOT, make_feature_shards, repository_features
 from pipeline.data.dataset import ShardDataset
 from pipeline.data.shards import open_partition
 from pipeline.settings import FeatureSettings

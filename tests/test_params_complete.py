@@ -2,8 +2,8 @@
 one out is refused naming it, and the code's defaults are the paper's recipe (the preset's)."""
 import pytest
 import yaml
-from conftest import ROOT
 
+from conftest import ROOT
 from pipeline.overrides import deep_update
 from pipeline.settings import Settings, SettingsError, load_settings, settings_as_params
 

@@ -13,7 +13,6 @@ def test_scoring_on_a_cpu_caps_the_frames_of_a_batch_and_keeps_the_scores(tmp_pa
     """eval_loader keeps CPU batches within CPU_BATCH_FRAMES (not batch_size whole utterances), and
     an utterance's score does not depend on the batch it was scored in."""
     from conftest import train_tiny_model
-
     from pipeline.data.dataset import ShardDataset
     from pipeline.data.shards import open_partition
     from pipeline.scoring.modelfile import ModelFile

@@ -3,8 +3,8 @@ import json
 import h5py
 import numpy as np
 import pytest
-from conftest import make_tone_corpus, random_records
 
+from conftest import make_tone_corpus, random_records
 from features.streams import stream_widths
 from pipeline.data.extraction import ExtractionError, extract_partition
 from pipeline.data.manifests import build_manifest, write_manifest

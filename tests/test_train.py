@@ -4,8 +4,8 @@ import re
 import numpy as np
 import pytest
 import torch
-from conftest import make_feature_shards, run_training, training_summary
 
+from conftest import make_feature_shards, run_training, training_summary
 from model import bonafide_score, build_model
 from pipeline.data.dataset import ShardDataset
 from pipeline.data.shards import open_partition
@@ -203,8 +203,8 @@ def test_micro_batches_give_the_whole_batch_gradient():
 
 def test_evaluate_refuses_a_model_trained_on_other_feature_settings(reference, tmp_path, capsys):
     import yaml
-    from conftest import ROOT
 
+    from conftest import ROOT
     from pipeline import evaluate
     out, _, _ = reference
     params = yaml.safe_load((ROOT / "params.yaml").read_text())

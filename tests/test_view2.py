@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import ROOT, harmonic, train_tiny_model
 
+from conftest import ROOT, harmonic, train_tiny_model
 from features import extract
 from features.streams import network_streams
 from model import build_model, count_parameters

@@ -4,8 +4,8 @@ import errno
 import h5py
 import pytest
 import torch
-from conftest import random_records
 
+from conftest import random_records
 from pipeline.data.shards import ShardReader, write_shard
 from pipeline.scoring.modelfile import CHECKPOINT_FORMAT, atomic_save, load_checkpoint
 from pipeline.settings import FeatureSettings

@@ -115,7 +115,7 @@ def model_input(subband: np.ndarray, f0: np.ndarray | None, f0_channel: bool) ->
 
 
 class ShardDataset(Dataset):
-    """Items: (input [channels, bins, frames] float32, label int64, global index).
+    """Items: (input [channels, rows, frames] float32, label int64, global index).
 
     train=True reads the original or one of its stored augmented copies (and the copy-synthesis
     spoofs as items of their own), crops at a random start

@@ -62,7 +62,7 @@ def read_layout(layout: str, root: str | Path, partition: str, on_error: str = "
 
 def _collect(protocol: Path, lines: list[tuple[int, str]], parse: Callable, find_audio: Callable,
              on_error: str) -> tuple[list[tuple[Utterance, Path]], list[str]]:
-    """The protocol checks (pipeline.protocol.parse_lines), then each audio file must exist."""
+    """The protocol checks (pipeline.data.protocol.parse_lines), then each audio file must exist."""
     parsed, problems = parse_lines(protocol, lines, parse, on_error)
     rows = []
     for number, utt in parsed:

@@ -1,5 +1,5 @@
 """Protocols: the utterance record, the checks every corpus's protocol gets, and ASVspoof 2019 LA's
-file locations and line parser (other corpora: pipeline/layouts.py).
+file locations and line parser (other corpora: pipeline/data/layouts.py).
 
 A protocol line is `SPEAKER UTT - ATTACK KEY`; ATTACK is `-` for bona fide, KEY is
 `bonafide` or `spoof`. Problems are reported with the file and line number.

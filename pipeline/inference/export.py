@@ -4,6 +4,7 @@ The `export` command (pipeline/export.py) runs this; see its docstring.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from pathlib import Path
@@ -12,6 +13,7 @@ import torch
 
 from features.streams import network_streams
 from model import bonafide_score
+from pipeline.data.shards import file_sha256
 from pipeline.scoring.modelfile import CheckpointError, ModelFile
 from pipeline.scoring.scorer import MAX_SCORED_FRAMES, Scorer
 
@@ -31,10 +33,12 @@ class ScoreModule(torch.nn.Module):
         return bonafide_score(self.network(x))
 
 
-def sidecar(model_file: ModelFile) -> dict:
+def sidecar(model_file: ModelFile, network_sha256: str) -> dict:
     """What detect needs beside the exported network: the model file's metadata (everything but
-    the weights, as ModelFile writes it) and the longest input the export takes."""
-    return {"format": EXPORT_FORMAT, "model": model_file.metadata(), "max_frames": MAX_SCORED_FRAMES}
+    the weights, as ModelFile writes it), the longest input the export takes, and the network
+    file's checksum, so a sidecar is never read beside another export's network."""
+    return {"format": EXPORT_FORMAT, "model": model_file.metadata(), "max_frames": MAX_SCORED_FRAMES,
+            "network_sha256": network_sha256}
 
 
 def export(model_path: Path, fmt: str, out: Path) -> Path:
@@ -58,8 +62,12 @@ def export(model_path: Path, fmt: str, out: Path) -> Path:
             warnings.simplefilter("ignore")  # torch.jit is deprecated but still the format many tools load
             traced = torch.jit.trace(module, example)
         traced.save(str(tmp))
+    # The sidecar first (temporary name, then rename), the network last: an interrupted export
+    # leaves a pair whose checksums disagree, which load_export refuses.
+    info, info_tmp = Path(str(out) + ".json"), Path(str(out) + ".json.tmp")
+    info_tmp.write_text(json.dumps(sidecar(model_file, file_sha256(tmp)), indent=2) + "\n")
+    info_tmp.replace(info)
     tmp.replace(out)
-    Path(str(out) + ".json").write_text(json.dumps(sidecar(model_file), indent=2) + "\n")
     return out
 
 
@@ -68,14 +76,14 @@ class OnnxNetwork:
     them with torch: inputs longer than max_frames are scored in equal pieces and the scores
     averaged. A Scorer's `network` for an exported model."""
 
-    def __init__(self, path: Path, threads: int = 0):
+    def __init__(self, path: Path, max_frames: int, threads: int = 0):
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
         self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.max_frames = json.loads(Path(str(path) + ".json").read_text())["max_frames"]
+        self.max_frames = max_frames
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         pieces = -(-x.shape[-1] // self.max_frames)
@@ -85,9 +93,8 @@ class OnnxNetwork:
         return total / pieces
 
 
-def load_export(path: Path) -> ModelFile:
-    """The model file (without weights) an export was made from, read from its sidecar; a clear
-    error if the sidecar is missing, not ours, or of an older version."""
+def read_sidecar(path: Path) -> dict:
+    """An export's sidecar, checked: ours, of this version, made with this very network file."""
     info = Path(str(path) + ".json")
     try:
         state = json.loads(info.read_text())
@@ -97,9 +104,24 @@ def load_export(path: Path) -> ModelFile:
     if version != EXPORT_FORMAT:
         raise CheckpointError(f"{info}: not the settings of a model exported by this version of pipeline.export "
                               f"(format {version!r}, expected {EXPORT_FORMAT}); export the model again")
-    return ModelFile.from_dict(state["model"], info)
+    if not isinstance(state.get("max_frames"), int):
+        raise CheckpointError(f"{info}: a damaged export sidecar (no max_frames); export the model again")
+    if Path(path).is_file() and state.get("network_sha256") != file_sha256(path):
+        raise CheckpointError(f"{info}: made for another network than {path} (an interrupted or mixed export); "
+                              f"export the model again")
+    return state
+
+
+def load_export(path: Path) -> ModelFile:
+    """The model file (without weights) an export was made from, read from its sidecar; a clear
+    error if the sidecar is missing, not ours, of an older version or of another network."""
+    return ModelFile.from_dict(read_sidecar(path).get("model"), Path(str(path) + ".json"))
 
 
 def export_scorer(path: Path, threads: int = 0) -> Scorer:
-    """The Scorer of an exported ONNX model: onnxruntime for the network, the sidecar for the rest."""
-    return Scorer.of(load_export(path), network=OnnxNetwork(path, threads))
+    """The Scorer of an exported ONNX model: onnxruntime for the network (in fp32, whatever the model
+    was trained in), the sidecar for the rest."""
+    state = read_sidecar(path)
+    model_file = dataclasses.replace(ModelFile.from_dict(state.get("model"), Path(str(path) + ".json")),
+                                     precision="fp32")
+    return Scorer.of(model_file, network=OnnxNetwork(path, state["max_frames"], threads))

@@ -1,4 +1,5 @@
-"""Pictures and a readable report of a partition's scores: DET curve, score histograms, Markdown.
+"""Pictures and a readable report of a partition's scores: DET curve, score histograms, Markdown;
+and the f0_report stage's F0 histograms.
 
 Each plot is written twice: as CSV that `dvc plots show` renders, and as PNG for people
 (the PNGs are the offline view; dvc's HTML loads its scripts from a CDN).

@@ -1,5 +1,5 @@
-"""The model file: the one type that writes and reads models/model.pt, training's checkpoint and
-an export's sidecar.
+"""The model file: the one type that writes and reads models/model.pt, the best model a training
+checkpoint carries and an export's sidecar (checkpoints themselves are plain dicts: train.py).
 
 A model file holds the network's weights and everything that turns audio into its score and a
 decision: the model and feature settings, the evaluation input rule (frames, eval_input), the
@@ -64,17 +64,15 @@ class ModelFile:
     def fusion_streams(self) -> tuple[str, ...]:
         return tuple(self.fusion["streams"]) if self.fusion else ()
 
-    @property
-    def needs_f0(self) -> bool:
-        """F0 is computed only where it is used: the F0 channel, or the fusion's voiced frames."""
-        return bool(self.model_settings.f0_channel or self.fusion)
-
     def network(self) -> torch.nn.Module:
         """The network with these weights, in eval mode, channels-last."""
         if self.weights is None:
             raise CheckpointError("this model file holds no weights (an export's settings)")
         network = build_model(self.model_settings, self.feature_settings)
-        network.load_state_dict(self.weights)
+        try:
+            network.load_state_dict(self.weights)
+        except (RuntimeError, TypeError) as err:
+            raise CheckpointError(f"a damaged model file: its weights do not fit its network ({err})") from None
         return network.to(memory_format=torch.channels_last).eval()
 
     def metadata(self) -> dict:
@@ -95,8 +93,7 @@ class ModelFile:
             raise CheckpointError(f"{source}: not a model file of this project")
         version = state["format"]
         if version in OLDER_FORMATS:
-            raise OlderVersionError(f"{source}: a {OLDER_FORMATS[version]} of an older version of this project "
-                                    f"({version}; this one reads {MODEL_FORMAT}); retrain it (`dvc repro`)")
+            raise older_version(source, version)
         if version == CHECKPOINT_FORMAT:
             raise CheckpointError(f"{source}: a training checkpoint, not a model file; use models/model.pt")
         if version != MODEL_FORMAT:
@@ -111,6 +108,9 @@ class ModelFile:
             values["feature_settings"] = build(FeatureSettings, state["feature_settings"], "feature_settings")
         except SettingsError as err:
             raise CheckpointError(f"{source}: a damaged model file: {err}") from None
+        if values["eval_input"] not in ("crop", "whole") or values["precision"] not in ("fp32", "bf16"):
+            raise CheckpointError(f"{source}: a damaged model file: eval_input {values['eval_input']!r}, precision "
+                                  f"{values['precision']!r}")
         model_file = cls(**values)
         if model_file.fusion and not set(model_file.fusion_streams) <= set(fusion_streams(model_file.feature_settings)):
             raise CheckpointError(f"{source}: its score fusion reads streams its feature settings do not make")
@@ -122,7 +122,15 @@ class ModelFile:
 
     @classmethod
     def load(cls, path: Path) -> "ModelFile":
-        return cls.from_dict(load_checkpoint(path), path)
+        """A model file with its weights, validated; CheckpointError names the file and the problem."""
+        model_file = cls.from_dict(load_checkpoint(path), path)
+        if not isinstance(model_file.weights, dict):
+            raise CheckpointError(f"{path}: a damaged model file: it holds no weights")
+        try:
+            model_file.network()
+        except CheckpointError as err:
+            raise CheckpointError(f"{path}: {err}") from None
+        return model_file
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -134,11 +142,15 @@ def load_checkpoint(path: Path) -> dict:
         raise CheckpointError(f"{path}: not a loadable checkpoint ({type(err).__name__}: {err})") from None
     version = state.get("format") if isinstance(state, dict) else None
     if version in OLDER_FORMATS:
-        raise OlderVersionError(f"{path}: a {OLDER_FORMATS[version]} of an older version of this project "
-                                f"({version}); retrain it (`dvc repro`)")
+        raise older_version(path, version)
     if version not in (CHECKPOINT_FORMAT, MODEL_FORMAT):
         raise CheckpointError(f"{path}: not a checkpoint of this project")
     return state
+
+
+def older_version(source, version: str) -> OlderVersionError:
+    return OlderVersionError(f"{source}: a {OLDER_FORMATS[version]} of an older version of this project "
+                             f"({version}; this one reads {MODEL_FORMAT}); retrain it (`dvc repro`)")
 
 
 def atomic_save(obj, path: Path) -> None:

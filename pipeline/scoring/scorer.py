@@ -121,7 +121,7 @@ def autocast(device: torch.device, precision: str):
 
 
 def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """A batch [B, C, bins, frames] on the device, channels-last (NHWC): the convolutions' fast
+    """A batch [B, C, rows, frames] on the device, channels-last (NHWC): the convolutions' fast
     layout on CPU and on GPU (docs/benchmarks.md)."""
     return x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
 
@@ -130,7 +130,7 @@ def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 @torch.no_grad()
 def score_inputs(model, x: torch.Tensor, device, precision: str, logits: bool = False):
-    """Bona fide scores of a batch of inputs [B, C, bins, frames] (the model in eval mode);
+    """Bona fide scores of a batch of inputs [B, C, rows, frames] (the model in eval mode);
     with logits=True also the margin-free decision logits (model.decision_logit)."""
     pieces = -(-x.shape[-1] // MAX_SCORED_FRAMES)
     total, total_logit = torch.zeros(x.shape[0]), torch.zeros(x.shape[0])
@@ -206,13 +206,15 @@ class Scorer:
     network's score; training scores dev so before it fits the fusion on those scores)."""
 
     def __init__(self, network, streams, frames: int, eval_input: str, f0_channel: bool,
-                 precision: str = "fp32", device: torch.device | str = "cpu", fusion: dict | None = None):
+                 precision: str = "fp32", device: torch.device | str = "cpu", fusion: dict | None = None,
+                 exact_precision: bool = False):
         self.network = network
         self.streams = tuple(streams)
         self.frames, self.eval_input, self.f0_channel = frames, eval_input, f0_channel
         self.device = torch.device(device)
-        # The precision is a hint: bf16 only where this device runs it natively.
-        self.precision = scoring_precision(precision, self.device)
+        # A model file's precision is a hint: bf16 only where this device runs it natively;
+        # exact_precision (training's dev scoring) scores in the precision asked for.
+        self.precision = precision if exact_precision else scoring_precision(precision, self.device)
         self.fusion = fusion
         if isinstance(network, torch.nn.Module):
             network.to(self.device)
