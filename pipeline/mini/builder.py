@@ -405,7 +405,17 @@ def write_readme(out: Path, counts: dict[str, dict[str, int]], settings: CorpusS
     for attack_id, attack in ATTACKS.items():
         parts = [p for p in PARTITIONS if attack_id in settings.attacks[p]]
         lines.append(f"| {attack_id} | {attack.description} | {attack.licence} | {', '.join(parts) or '-'} |")
-    lines += ["", "## Counts", "", "| partition | speakers | bona fide | spoof |", "| --- | --- | --- | --- |"]
+    lines += ["", "## The same corpus on another CPU", "",
+              "Every generator is seeded per utterance and runs with one BLAS and OpenMP thread, so a "
+              "rebuild on the same kind of CPU gives the same files (and the same hash in dvc.lock) "
+              "whatever the thread count. Across CPUs: under the AVX2 code paths of OpenBLAS and numpy "
+              "every generator wrote the same bytes as under AVX-512, except the mel inversion (A14), "
+              "whose matrix products go through BLAS; the neural TTS (A08 Piper, A09 Kokoro) run in ONNX "
+              "Runtime, whose kernels follow the CPU. Two AVX-512 machines (an AMD EPYC with AVX512_BF16, "
+              "an Intel Xeon with AMX) built identical corpora. On an AVX2-only CPU expect A08, A09 and "
+              "A14 to differ slightly: another corpus hash, so every later stage reruns and the metrics "
+              "move by about the spread between seeds (`python bench/generator_hashes.py` compares).", "",
+              "## Counts", "", "| partition | speakers | bona fide | spoof |", "| --- | --- | --- | --- |"]
     for part in PARTITIONS:
         lines.append(f"| {part} | {', '.join(settings.partition_speakers[part])} | "
                      f"{counts[part]['bonafide']} | {counts[part]['spoof']} |")
