@@ -95,12 +95,9 @@ class Detector:
 
     def score(self, path) -> float:
         """One file's score (raises features.AudioError for a file that cannot be used)."""
-        _, streams, reason = file_features(Path(path), self.feature_settings, self.scorer.needs_f0)
+        [(_, score, reason)] = self.scored([Path(path)])  # the rows detect writes, error rows included
         if reason is not None:
             raise features.AudioError(path, reason)
-        score = self.score_batch([self.scorer.input_of(streams)], [self.scorer.statistics_of(streams)])[0]
-        if not np.isfinite(score):
-            raise features.AudioError(path, NON_FINITE)
         return score
 
     def __getstate__(self):
