@@ -6,11 +6,12 @@ VENV     := .venv
 BIN      := $(VENV)/bin
 STAMP    := $(VENV)/.requirements-installed
 # Debian packages the mini corpus is built from: real speech (Asterisk prompts, KDE word and letter
-# voices) and TTS engines.
+# voices, the voice acting of three freeware games) and TTS engines.
 APT_PACKAGES := asterisk-core-sounds-en-g722 asterisk-core-sounds-es-g722 \
 	asterisk-core-sounds-fr-g722 asterisk-core-sounds-it-g722 asterisk-core-sounds-ru-g722 \
 	asterisk-prompt-it-menardi-wav asterisk-prompt-es-co asterisk-prompt-fr-armelle \
-	ktuberling-data klettres-data espeak-ng flite festival festvox-kallpc16k codec2
+	ktuberling-data klettres-data drascula flight-of-the-amazon-queen fillets-ng-data-cs \
+	fillets-ng-data-nl espeak-ng flite festival festvox-kallpc16k codec2
 
 .PHONY: repro test test-fast install system-deps dvc-config bench clean-data
 

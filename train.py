@@ -88,9 +88,10 @@ def open_data(settings: Settings, features_dir: Path) -> Data:
     spectral_rows = sum(w for name, w in network_streams(settings.features).items() if name in SPECTRAL_STREAMS)
     train_set = ShardDataset(train_readers, ts.frames, train=True, f0_channel=ms.f0_channel,
                              freq_stretch=ts.freq_stretch, mask_bins=ts.mask_bins, mask_frames=ts.mask_frames,
-                             seed=ts.seed, exclude_attacks=ts.exclude_attacks, mask_rows=spectral_rows, streams=streams)
+                             seed=ts.seed, exclude_attacks=ts.exclude_attacks, mask_rows=spectral_rows, streams=streams,
+                             exclude_speakers=ts.exclude_speakers)
     dev_set = ShardDataset(dev_readers, ts.frames, train=False, f0_channel=ms.f0_channel, eval_input=ts.eval_input,
-                           exclude_attacks=ts.exclude_attacks, streams=streams)
+                           exclude_attacks=ts.exclude_attacks, streams=streams, exclude_speakers=ts.exclude_speakers)
     index = json.loads((features_dir / "train" / "index.json").read_text())
     return Data(train_set, dev_set, train_readers + dev_readers, index)
 

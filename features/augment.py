@@ -39,8 +39,10 @@ def augment_seed(seed: int, utt_id: str, copy: int) -> int:
     return int.from_bytes(digest[:8], "little") >> 1
 
 
-def codec_round_trip(x: np.ndarray, rate: int, codec: str, rng: np.random.Generator) -> np.ndarray:
-    """Encode and decode x with codec (a key of CODECS); same length, same rate."""
+def codec_round_trip(x: np.ndarray, rate: int, codec: str, rng: np.random.Generator,
+                     compression_level: float | None = None) -> np.ndarray:
+    """Encode and decode x with codec (a key of CODECS); same length, same rate. A lossy codec's
+    compression_level (0 = best quality, 1 = lowest bit rate) is drawn from [0.3, 1] unless given."""
     if codec == "bandlimit":
         low = rng.uniform(50.0, 300.0)
         high = rng.uniform(2500.0, min(7500.0, 0.47 * rate))
@@ -49,7 +51,9 @@ def codec_round_trip(x: np.ndarray, rate: int, codec: str, rng: np.random.Genera
     coded_rate, container, subtype, compressed = CODECS[codec]
     y = resample(x, rate, coded_rate)
     buffer = io.BytesIO()
-    options = {"compression_level": float(rng.uniform(0.3, 1.0))} if compressed else {}
+    if compressed and compression_level is None:
+        compression_level = float(rng.uniform(0.3, 1.0))
+    options = {"compression_level": compression_level} if compressed else {}
     sf.write(buffer, np.clip(y, -1.0, 1.0), coded_rate, format=container, subtype=subtype, **options)
     buffer.seek(0)
     decoded, _ = sf.read(buffer, dtype="float32")

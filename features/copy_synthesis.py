@@ -108,7 +108,9 @@ METHODS = {"phase_vocoder": ("V01", phase_vocoder_round_trip),
 COPY_ATTACKS = frozenset(attack for attack, _ in METHODS.values())
 # Corpus attacks made by the same mechanism as a copy method: leave-one-attack-out holds the
 # method's copies out with them, or the held-out attack would have been seen in training after all.
-KIN = {"V02": frozenset({"A12"})}
+# The phase vocoder (V01) rebuilds phase from magnitudes like Griffin-Lim (A04) and the mel
+# inversion (A14); the harmonic-plus-noise model (V02) is the sinusoidal kind of A12.
+KIN = {"V01": frozenset({"A04", "A14"}), "V02": frozenset({"A12"})}
 
 
 def kin_copies(attack: str) -> list[str]:

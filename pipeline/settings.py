@@ -61,6 +61,8 @@ class CorpusSettings:
     # Folders of short recordings (words, letters) -> speaker; joined words_per_utterance at a time.
     word_voices: dict = field(default_factory=dict)
     words_per_utterance: int = 4
+    # Voice acting in game data: speaker -> {files: glob (pipeline.mini.recordings), language}.
+    game_voices: dict = field(default_factory=dict)
     partition_speakers: dict = field(default_factory=lambda: {
         "train": ["ALLISON", "CARLO", "MENARDI", "ESCO", "ARMELLE"], "dev": ["JUNE"], "eval": ["IVRRU"]})
     bonafide: dict = field(default_factory=lambda: {"train": 500, "dev": 100, "eval": 120})
@@ -84,7 +86,12 @@ class CorpusSettings:
                 value = getattr(self, name)[part]
                 if not isinstance(value, int) or value < 0:
                     raise SettingsError(f"{path}.{name}.{part}: must be an integer >= 0, got {value!r}")
-        known = set(self.speakers.values()) | set(self.word_voices.values())
+        for speaker, voice in self.game_voices.items():
+            if not isinstance(voice, dict) or set(voice) != {"files", "language"} or \
+                    not all(isinstance(v, str) and v for v in voice.values()):
+                raise SettingsError(f"{path}.game_voices.{speaker}: needs exactly `files` (a glob pattern) and "
+                                    f"`language` (a code such as en), got {voice!r}")
+        known = set(self.speakers.values()) | set(self.word_voices.values()) | set(self.game_voices)
         seen = {}
         for part, spk in self.partition_speakers.items():
             unknown = set(spk) - known
@@ -416,6 +423,9 @@ class TrainSettings:
     # Attack ids left out of training and of dev scoring during training (leave-one-attack-out;
     # the loao stage sets it per run). Empty: every attack.
     exclude_attacks: list = field(default_factory=list)
+    # Speakers left out of training and of dev scoring during training, bona fide and spoofs
+    # (leave one recording source out; the loso stage sets it per run). Empty: every speaker.
+    exclude_speakers: list = field(default_factory=list)
 
     def validate(self, path: str) -> None:
         if self.average_epochs < 0:

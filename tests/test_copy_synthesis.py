@@ -64,9 +64,11 @@ def test_harmonic_plus_noise_keeps_the_pitch_and_makes_noise_noise():
 
 def test_a_copy_method_of_a_corpus_attacks_mechanism_is_held_out_with_it():
     assert set(KIN) <= COPY_ATTACKS
-    assert kin_copies("A12") == ["V02"] and kin_copies("A03") == [] and kin_copies("A04") == []
+    assert kin_copies("A12") == ["V02"] and kin_copies("A03") == []
+    assert kin_copies("A04") == ["V01"] and kin_copies("A14") == ["V01"]
     assert loao.heldout_recipe(ROOT_PARAMS, "A12")["train"]["exclude_attacks"] == ["A12", "V02"]
-    assert loao.heldout_recipe(ROOT_PARAMS, "A04")["train"]["exclude_attacks"] == ["A04"]
+    assert loao.heldout_recipe(ROOT_PARAMS, "A04")["train"]["exclude_attacks"] == ["A04", "V01"]
+    assert loao.heldout_recipe(ROOT_PARAMS, "A03")["train"]["exclude_attacks"] == ["A03"]
 
 
 def test_copy_seed_and_id_depend_on_setting_utterance_and_method_only():

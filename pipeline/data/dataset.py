@@ -123,7 +123,9 @@ class ShardDataset(Dataset):
     stretch, then the masks); train=False reads originals only, never augments
     and gives the evaluation input (`eval_frames`): the first `frames` frames ("crop") or the
     whole utterance ("whole": items differ in length; `length_batches(eval_lengths())` groups
-    equal ones). exclude_attacks: attack ids whose spoofs are left out (leave-one-attack-out).
+    equal ones). exclude_attacks: attack ids whose spoofs are left out (leave-one-attack-out);
+    exclude_speakers: speakers whose utterances, bona fide and spoof, are left out (leave one
+    recording source out).
     streams: the streams the network reads, stacked in this order into its input rows.
     mask_rows: the masks cover rows 0 .. mask_rows - 1 only (the spectra; the excitation
     statistics after them are not masked); None = every row.
@@ -132,7 +134,7 @@ class ShardDataset(Dataset):
     def __init__(self, readers, frames: int, train: bool, f0_channel: bool = False,
                  freq_stretch: float = 0.0, mask_bins: int = 0, mask_frames: int = 0,
                  eval_input: str = "crop", seed: int = 0, exclude_attacks=(), mask_rows: int | None = None,
-                 streams=("subband",)):
+                 streams=("subband",), exclude_speakers=()):
         if eval_input not in EVAL_INPUTS:
             raise ValueError(f"eval_input must be one of {EVAL_INPUTS}, got {eval_input!r}")
         self.streams = tuple(streams)
@@ -157,6 +159,9 @@ class ShardDataset(Dataset):
         copy = np.concatenate([r.copy for r in readers]) if readers else np.zeros(0, np.int16)
         heads = np.flatnonzero(copy <= 0)  # records that augmented copies follow
         item = (copy == 0) | ((copy < 0) & train)
+        if exclude_speakers:
+            speakers = np.concatenate([np.asarray(r.speaker) for r in readers])
+            item &= ~np.isin(speakers, list(exclude_speakers))
         self.items = np.flatnonzero(item & ~np.isin(attacks, list(exclude_attacks))).astype(np.int64)
         labels = np.concatenate([r.label for r in readers]).astype(np.int64) if readers else np.zeros(0, np.int64)
         self.labels = labels[self.items]

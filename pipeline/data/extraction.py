@@ -17,6 +17,7 @@ from tqdm import tqdm
 import features
 from features.augment import augment as augment_waveform
 from features.augment import augment_seed
+from features.channels import apply_condition, condition_seed
 from features.copy_synthesis import METHODS, copy_seed, copy_synthesise, copy_utt_id
 from pipeline.data.manifests import read_manifest
 from pipeline.data.shards import (SHARD_FORMAT, ShardReader, file_sha256, shard_attrs, shard_name, write_index,
@@ -51,7 +52,8 @@ def is_complete(path: Path, digest: str, fingerprint: str) -> bool:
 
 def extract_shard(rows: list, path: Path, settings: FeatureSettings, on_error: str,
                   digest: str, augment: AugmentSettings | None = None,
-                  copy_synthesis: CopySynthesisSettings | None = None) -> tuple[int, list[dict]]:
+                  copy_synthesis: CopySynthesisSettings | None = None,
+                  channel: tuple[str, int] | None = None) -> tuple[int, list[dict]]:
     """Compute and write one shard. Returns (utterances written, skipped [{utt_id, path, reason}]).
 
     Skipped utterances are recorded in the shard itself, so their reasons survive a resumed run.
@@ -67,6 +69,10 @@ def extract_shard(rows: list, path: Path, settings: FeatureSettings, on_error: s
     for utt, audio_path in rows:
         try:
             waveform = features.load_audio(audio_path, settings.sample_rate)
+            if channel is not None:
+                condition, seed = channel
+                waveform = apply_condition(waveform, settings.sample_rate, condition,
+                                           condition_seed(seed, utt.utt_id, condition))
             made = [(utt, features.extract(waveform, settings.sample_rate, settings, source=audio_path), (0, 0, ""))]
             for k in range(1, copies + 1):
                 seed = augment_seed(augment.seed, utt.utt_id, k)
@@ -113,10 +119,12 @@ def backend(settings: ExtractSettings):
 def extract_partition(manifest: Path, out: Path, feature_settings: FeatureSettings,
                       extract_settings: ExtractSettings, progress: bool = True,
                       augment: AugmentSettings | None = None,
-                      copy_synthesis: CopySynthesisSettings | None = None) -> dict:
+                      copy_synthesis: CopySynthesisSettings | None = None,
+                      channel: tuple[str, int] | None = None) -> dict:
     """Extract one partition into out/ (shards + index.json). Returns a summary.
     augment: augmented copies to add; copy_synthesis: vocoded copies of the bona fide to add as
-    spoofs (both the train partition only; evaluation data never gets any)."""
+    spoofs (both the train partition only; evaluation data never gets any); channel: (condition,
+    seed), every utterance through that channel condition (the `channels` stage)."""
     rows = read_manifest(manifest)
     # Workers may run elsewhere (dask): they get absolute paths; the plan digests keep the
     # manifest's own paths, so moving the checkout does not invalidate finished shards.
@@ -129,7 +137,8 @@ def extract_partition(manifest: Path, out: Path, feature_settings: FeatureSettin
     copies_digest = augment.digest() if augment is not None else ""
     vocoded_digest = copy_synthesis.digest() if copy_synthesis is not None else ""
     digests = [plan_digest(p) + (f"+augment:{copies_digest}" if copies_digest else "")
-               + (f"+copy_synthesis:{vocoded_digest}" if vocoded_digest else "") for p in plans]
+               + (f"+copy_synthesis:{vocoded_digest}" if vocoded_digest else "")
+               + (f"+channel:{channel[0]}:{channel[1]}" if channel else "") for p in plans]
     todo = [i for i in range(len(plans)) if not is_complete(out / names[i], digests[i], fingerprint)]
     # Anything else in the folder is from an older plan or a killed run: it must not be trusted.
     for stale in out.iterdir():
@@ -141,7 +150,7 @@ def extract_partition(manifest: Path, out: Path, feature_settings: FeatureSettin
             jobs = Parallel(return_as="generator_unordered")(
                 delayed(_indexed)(i, tasks[i], out / names[i], feature_settings, extract_settings.on_error,
                                   digests[i], augment if copies_digest else None,
-                                  copy_synthesis if vocoded_digest else None)
+                                  copy_synthesis if vocoded_digest else None, channel)
                 for i in todo)
             bar = tqdm(total=sum(len(plans[i]) for i in todo), unit="utt", disable=not progress,
                        desc=f"features {manifest.stem}")

@@ -19,10 +19,10 @@ from joblib import Parallel, delayed
 from tqdm import tqdm
 
 from features import resample
-from features.audio import load_audio
 from pipeline.data.protocol import audio_dir, protocol_path
 from pipeline.errors import PipelineError
 from pipeline.mini.generators import ATTACKS, GeneratorError, generate, prepare
+from pipeline.mini.recordings import find_recordings, read_recording, recording_seconds
 from pipeline.settings import PARTITIONS, CorpusSettings
 
 SAMPLE_RATE = 16000
@@ -119,8 +119,8 @@ class CorpusError(PipelineError, RuntimeError):
 
 @dataclass(frozen=True)
 class Prompt:
-    """One recording (an Asterisk prompt), or a few short ones joined into one utterance (words
-    or letters of the KDE voices)."""
+    """One recording (an Asterisk prompt, a game's spoken line), or a few short ones joined into
+    one utterance (words or letters of the KDE voices)."""
     paths: tuple[str, ...]
     speaker: str
     language: str
@@ -151,7 +151,7 @@ class Item:
 def prompt_seconds(path: Path) -> float:
     if path.suffix == ".g722":
         return path.stat().st_size / G722_BYTES_PER_SECOND
-    return sf.info(str(path)).duration
+    return recording_seconds(str(path))
 
 
 def language_of(folder: str) -> str:
@@ -162,7 +162,7 @@ def language_of(folder: str) -> str:
 def find_prompts(settings: CorpusSettings) -> dict[str, list[Prompt]]:
     """Prompts per speaker, sorted, within the duration limits: each Asterisk recording, and the
     short recordings of each word voice joined in groups of words_per_utterance (in file-name
-    order, so the same words go together on every machine)."""
+    order, so the same words go together on every machine), and each line of a game voice."""
     by_speaker: dict[str, list[Prompt]] = {}
     for folder, speaker in sorted(settings.speakers.items()):
         voice_dir = Path(settings.sources) / folder
@@ -188,6 +188,14 @@ def find_prompts(settings: CorpusSettings) -> dict[str, list[Prompt]]:
             if sum(prompt_seconds(p) for p in group) >= settings.min_seconds:
                 by_speaker.setdefault(speaker, []).append(
                     Prompt(tuple(map(str, group)), speaker, language_of(folder)))
+    for speaker, voice in sorted(settings.game_voices.items()):
+        lines = find_recordings(voice["files"])
+        if not lines:
+            raise CorpusError(f"corpus.game_voices.{speaker}: no recordings match {voice['files']}; install "
+                              f"the game's Debian package (make system-deps) or fix the pattern")
+        for line in lines:
+            if settings.min_seconds <= recording_seconds(line) <= settings.max_seconds:
+                by_speaker.setdefault(speaker, []).append(Prompt((line,), speaker, voice["language"]))
     return by_speaker
 
 
@@ -270,12 +278,13 @@ def plan_partition(partition: str, prompts: dict[str, list[Prompt]], settings: C
 # ---------------------------------------------------------------- audio generators
 
 def read_prompt(path: str) -> np.ndarray:
-    """A prompt file as float32 mono at 16 kHz (G.722 decoded here; WAV/GSM as any audio file)."""
+    """A prompt file as float32 mono at 16 kHz (G.722 decoded here; game formats by
+    pipeline.mini.recordings; WAV/GSM/Ogg as any audio file)."""
     if path.endswith(".g722"):
         import G722
         pcm = G722.G722(SAMPLE_RATE, 64000).decode(Path(path).read_bytes())
         return np.array(pcm, dtype=np.float32) / 32768.0
-    return load_audio(path, SAMPLE_RATE)
+    return read_recording(path, SAMPLE_RATE)
 
 
 def prompt_audio(prompt: Prompt) -> np.ndarray:
@@ -427,6 +436,8 @@ def copy_licences(settings: CorpusSettings, licenses: Path) -> None:
     licenses.mkdir(parents=True, exist_ok=True)
     packages = set()
     folders = [Path(settings.sources) / f for f in settings.speakers] + [Path(f) for f in settings.word_voices]
+    folders += [Path(line.split("#")[0]).parent for voice in settings.game_voices.values()
+                for line in find_recordings(voice["files"])[:1]]
     for folder in sorted(folders):
         try:
             found = subprocess.run(["dpkg-query", "-S", str(folder)],
