@@ -4,8 +4,10 @@
 
 A recipe is params.yaml plus the --set overrides (same syntax as `python -m pipeline.preset --set`).
 Each seed trains with train.py and is scored with the evaluate stage's own code
-(`python -m pipeline.evaluate`), and with `--set loao.enabled=true` also left one attack out at a
-time (`python -m pipeline.loao`), on the feature shards under data/features (run `dvc repro` first;
+(`python -m pipeline.evaluate`), with `--set loao.enabled=true` also left one attack out at a
+time (`python -m pipeline.loao`), with `--set loso.enabled=true` one recording source out at a time
+(`python -m pipeline.loso`) and with channels.enabled (params.yaml's default) scored under each
+channel condition (`python -m pipeline.channels`), on the feature shards under data/features (run `dvc repro` first;
 a recipe that changes features.* needs its own shards). Runs go side by side in --jobs processes,
 the cores shared out evenly between them; each run's wall time is reported with its figures.
 Nothing in the workspace (models/, metrics/, scores/) is touched: everything goes under --out.
@@ -54,9 +56,19 @@ def run_seed(seed: int, overrides: list[str], out: Path, features: Path, threads
                   "--model", str(run / "models/model.pt"), "--features", str(features),
                   "--scores", str(run / "scores"), "--metrics", str(run / "metrics"),
                   "--plots", str(run / "plots"), "--reports", str(run / "reports")] for part in ("dev", "eval")]
-    if load_settings(params).loao.enabled:  # --set loao.enabled=true: leave-one-attack-out too
+    settings = load_settings(params)
+    if settings.loao.enabled:  # --set loao.enabled=true: leave-one-attack-out too
         commands.append([sys.executable, "-m", "pipeline.loao", "--params", str(params), "--features", str(features),
                          "--out", str(run / "loao"), "--metrics", str(run / "metrics/loao.json")])
+    if settings.loso.enabled:  # --set loso.enabled=true: leave one recording source out too
+        commands.append([sys.executable, "-m", "pipeline.loso", "--params", str(params), "--features", str(features),
+                         "--model", str(run / "models/model.pt"), "--out", str(run / "loso"),
+                         "--metrics", str(run / "metrics/loso.json")])
+    if settings.channels.enabled:
+        commands.append([sys.executable, "-m", "pipeline.channels", "--params", str(params),
+                         "--model", str(run / "models/model.pt"), "--features", str(features),
+                         "--manifest", str(features.parent / "manifest"), "--out", str(run / "channels"),
+                         "--metrics", str(run / "metrics/channels.json")])
     for command in commands:
         if subprocess.run(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT).returncode:
             raise RuntimeError(f"seed {seed}: {' '.join(command[:3])} failed; see {run / 'log.txt'}")
@@ -68,12 +80,20 @@ def run_seed(seed: int, overrides: list[str], out: Path, features: Path, threads
     if (run / "metrics/loao.json").is_file():
         loao = json.loads((run / "metrics/loao.json").read_text())
         result["loao_mean_eer"], result["loao_eer_per_attack"] = loao["mean_eer"], loao["eer_per_attack"]
+    if (run / "metrics/loso.json").is_file():
+        loso = json.loads((run / "metrics/loso.json").read_text())
+        result["loso_mean_eer"], result["loso_mean_rejected"] = loso["mean_eer"], loso["mean_rejected"]
+        result["loso_eer_per_source"] = loso["eer_per_source"]
+    if (run / "metrics/channels.json").is_file():
+        channels = json.loads((run / "metrics/channels.json").read_text())
+        result["channels_eer"], result["channels_max_ratio"] = channels["eer"], channels["max_eer_ratio"]
     return result
 
 
 def summarise(results: list[dict]) -> dict:
     summary = {}
-    for key in ("dev_eer", "dev_min_tdcf", "eval_eer", "eval_min_tdcf", "minutes", "loao_mean_eer"):
+    for key in ("dev_eer", "dev_min_tdcf", "eval_eer", "eval_min_tdcf", "minutes", "loao_mean_eer", "loso_mean_eer",
+                "loso_mean_rejected"):
         if key not in results[0]:
             continue
         values = [r[key] for r in results]
@@ -102,7 +122,7 @@ def main() -> int:
         print(f"seed {r['seed']}: dev EER {r['dev_eer']:.2%} min t-DCF {r['dev_min_tdcf']:.3f} | "
               f"eval EER {r['eval_eer']:.2%} min t-DCF {r['eval_min_tdcf']:.3f} | {r['minutes']:.1f} min")
     summary = summarise(results)
-    for key in ("dev_eer", "eval_eer", "loao_mean_eer"):
+    for key in ("dev_eer", "eval_eer", "loao_mean_eer", "loso_mean_eer", "loso_mean_rejected"):
         if key not in summary:
             continue
         s = summary[key]

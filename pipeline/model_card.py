@@ -2,7 +2,7 @@
 
     python -m pipeline.model_card [--params params.yaml]
 
-Written from the run's own records (the manifests, metrics/train.json, metrics/{dev,eval,loao}.json,
+Written from the run's own records (the manifests, metrics/train.json, metrics/{dev,eval,loao,loso,channels}.json,
 params.yaml), so it always describes the model that `dvc repro` last made.
 """
 from __future__ import annotations
@@ -32,9 +32,11 @@ def main(argv=None) -> int:
         try:
             train = json.loads((Path(args.metrics) / "train.json").read_text())
             metrics = {p: json.loads((Path(args.metrics) / f"{p}.json").read_text()) for p in ("dev", "eval")}
-            loao_path = Path(args.metrics) / "loao.json"
-            loao = json.loads(loao_path.read_text()) if loao_path.is_file() else None
-            text = render(settings, parts, train, metrics, loao)
+            studies = {}
+            for name in ("loao", "loso", "channels"):
+                path = Path(args.metrics) / f"{name}.json"
+                studies[name] = json.loads(path.read_text()) if path.is_file() else None
+            text = render(settings, parts, train, metrics, **studies)
         except (KeyError, json.JSONDecodeError) as err:
             raise PipelineError(f"{args.metrics}: a metrics file is damaged or from another version ({err!r}); "
                                 f"rerun `dvc repro`") from None

@@ -480,6 +480,38 @@ class LoaoSettings:
 
 
 @dataclass(frozen=True)
+class LosoSettings:
+    # Leave one recording source out: train once per source without its speakers and score its bona
+    # fide against the eval spoofs (pipeline/loso.py). Off by default: up to one run per source.
+    enabled: bool = False
+    # Source name -> speaker-id patterns (fnmatch: TUB_* is every speaker whose id starts TUB_).
+    sources: dict = field(default_factory=dict)
+
+    def validate(self, path: str) -> None:
+        for source, patterns in self.sources.items():
+            if not isinstance(patterns, list) or not patterns or not all(isinstance(p, str) and p for p in patterns):
+                raise SettingsError(f"{path}.sources.{source}: needs a list of speaker-id patterns, got {patterns!r}")
+        if self.enabled and len(self.sources) < 2:
+            raise SettingsError(f"{path}.sources: leaving one source out needs at least two sources")
+
+
+@dataclass(frozen=True)
+class ChannelSettings:
+    # Score dev and eval again under each channel condition (pipeline/channels.py, features/channels.py).
+    enabled: bool = False
+    # Conditions (names in features.channels.CONDITIONS), one scoring of each partition each.
+    conditions: list = field(default_factory=list)
+    # Each utterance's draw of a condition comes from this seed, its id and the condition.
+    seed: int = 1
+
+    def validate(self, path: str) -> None:
+        from features.channels import CONDITIONS
+        unknown = sorted(set(self.conditions) - set(CONDITIONS))
+        if unknown:
+            raise SettingsError(f"{path}.conditions: unknown {unknown}; known: {sorted(CONDITIONS)}")
+
+
+@dataclass(frozen=True)
 class Settings:
     data: DataSettings = field(default_factory=DataSettings)
     corpus: CorpusSettings = field(default_factory=CorpusSettings)
@@ -490,6 +522,8 @@ class Settings:
     train: TrainSettings = field(default_factory=TrainSettings)
     evaluate: EvaluateSettings = field(default_factory=EvaluateSettings)
     loao: LoaoSettings = field(default_factory=LoaoSettings)
+    loso: LosoSettings = field(default_factory=LosoSettings)
+    channels: ChannelSettings = field(default_factory=ChannelSettings)
     # params.yaml keeps these under features (features.augment, features.copy_synthesis);
     # load_settings moves them here.
     augment: AugmentSettings = field(default_factory=AugmentSettings)

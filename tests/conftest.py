@@ -56,11 +56,12 @@ def make_tone_corpus(root: Path, partitions=("train", "dev", "eval"), per_partit
     return root
 
 
-def make_feature_shards(folder: Path, settings, n_utts: int = 64, n_shards: int = 2, seed: int = 0):
+def make_feature_shards(folder: Path, settings, n_utts: int = 64, n_shards: int = 2, seed: int = 0,
+                        speaker_of=lambda i: f"S{i % 4}"):
     """Feature shards with a learnable class difference: bona fide F0 tracks wander, spoof ones are flat.
 
     The subband gets a harmonic ridge at the F0's bin, so the model sees the difference; every
-    other stream the settings make holds noise.
+    other stream the settings make holds noise. Utterance i (bona fide when even) is speaker_of(i)'s.
     """
     from features.streams import Streams, stream_widths
     from pipeline.data.protocol import Utterance
@@ -82,7 +83,7 @@ def make_feature_shards(folder: Path, settings, n_utts: int = 64, n_shards: int 
         ridge = np.clip(np.round(f0 / hz_per_bin).astype(int), 0, widths["subband"] - 1)
         streams["subband"][np.arange(frames), ridge] += 4.0
         attack = "-" if label else f"A0{1 + i % 3}"
-        utts.append((Utterance(f"SYN_{i:05d}", f"S{i % 4}", attack, label), streams))
+        utts.append((Utterance(f"SYN_{i:05d}", speaker_of(i), attack, label), streams))
     entries = []
     for s in range(n_shards):
         part = utts[s * n_utts // n_shards:(s + 1) * n_utts // n_shards]

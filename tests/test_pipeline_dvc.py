@@ -47,6 +47,7 @@ def project(tmp_path_factory):
     params["extract"]["shard_size"] = 4
     params["model"].update(layers=[1, 1], planes=[16, 32], scale=4, stem_channels=8)
     params["train"].update(frames=32, batch_size=8, epochs=1, num_workers=0, precision="fp32")
+    params["channels"]["conditions"] = ["g711", "noise"]
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh(["git", "init", "-q"], work)
     sh(["dvc", "init", "-q"], work)
@@ -106,6 +107,11 @@ def test_repro_trains_and_scores_every_protocol_utterance(project):
         assert heading in card
     dev = json.loads((work / "metrics/dev.json").read_text())
     assert f"| dev | {dev['eer']:.2%} |" in card
+    channels = json.loads((work / "metrics/channels.json").read_text())
+    assert set(channels["eer"]["eval"]) == {"clean", "g711", "noise"}
+    assert channels["eer"]["dev"]["clean"] == pytest.approx(dev["eer"])  # the same model, the same shards
+    assert f"noise {channels['eer']['eval']['noise']:.1%}" in card
+    assert json.loads((work / "metrics/loso.json").read_text()) == {"enabled": False}
 
 
 def test_noop_repro_runs_nothing_and_feature_change_reruns_extraction_onwards(project):
@@ -115,9 +121,9 @@ def test_noop_repro_runs_nothing_and_feature_change_reruns_extraction_onwards(pr
     params["features"]["max_hz"] = 500.0
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     rerun = ran_stages(sh(["dvc", "repro"], work))
-    # (loao too: off by default, it only writes that it is off)
-    assert rerun == ["evaluate@dev", "evaluate@eval", "f0_report", "features@dev", "features@eval",
-                     "features@train", "loao", "model_card", "train"]
+    # (loao and loso too: off by default, they only write that they are off)
+    assert rerun == ["channels", "evaluate@dev", "evaluate@eval", "f0_report", "features@dev", "features@eval",
+                     "features@train", "loao", "loso", "model_card", "train"]
     wider = dataclasses.replace(load_settings(work / "params.yaml").features, max_hz=500.0)
     streams = open_partition(work / "data/features/train", wider)[0].read(0)
     assert stream_widths(wider)["subband"] == 55
@@ -125,4 +131,5 @@ def test_noop_repro_runs_nothing_and_feature_change_reruns_extraction_onwards(pr
     # a training setting reruns training, evaluation and the model card only
     params["train"]["lr"] = 0.001
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert ran_stages(sh(["dvc", "repro"], work)) == ["evaluate@dev", "evaluate@eval", "loao", "model_card", "train"]
+    assert ran_stages(sh(["dvc", "repro"], work)) == ["channels", "evaluate@dev", "evaluate@eval", "loao", "loso",
+                                                      "model_card", "train"]

@@ -10,12 +10,12 @@ import yaml
 from conftest import ROOT
 
 PACKAGES = ("pipeline", "features", "model")
-# What a stage runs besides its imports: loao trains each held-out model with train.py, in a process
-# of its own (pipeline/studies/heldout.py).
-ALSO_RUNS = {"loao": ["train.py"]}
+# What a stage runs besides its imports: loao and loso train each held-out model with train.py, in a
+# process of its own (pipeline/studies/runs.py).
+ALSO_RUNS = {"loao": ["train.py"], "loso": ["train.py"]}
 # The command-line entry points: the DVC stages' and the two commands users run beside them.
-COMMANDS = ("corpus", "manifest", "extract", "f0_report", "evaluate", "loao", "model_card", "detect", "export",
-            "preset")
+COMMANDS = ("corpus", "manifest", "extract", "f0_report", "evaluate", "loao", "loso", "channels", "model_card",
+            "detect", "export", "preset")
 
 
 def module_file(name: str) -> Path | None:

@@ -403,7 +403,12 @@ def write_readme(out: Path, counts: dict[str, dict[str, int]], settings: CorpusS
              "of KDE's ktuberling-data (words in 23 languages) and klettres-data (letters and syllables "
              "in 20 languages), both GPL-2+, whose short recordings are joined "
              f"{settings.words_per_utterance} to an utterance. A language's ktuberling and klettres voices "
-             "may be one person: they always share a partition. The copyright files of the "
+             "may be one person: they always share a partition. And the voice acting of three freeware "
+             "games, one utterance per spoken line: drascula (Drascula: The Vampire Strikes Back, English "
+             "cast; Alcachofa Soft, BSD-like licence), flight-of-the-amazon-queen (Joe King and the "
+             "characters of five dialogues; BSD-like licence) and fillets-ng-data-cs / -nl (Fish Fillets "
+             "NG, the Czech and the Dutch dub of the two fish; GPL-2); a game's cast stays in one "
+             "partition, as one actor may play several characters. The copyright files of the "
              "packages used are in licenses/. Vocoded spoofs are derived from these recordings and carry "
              "the same licences. TTS spoofs speak sentences written for this project.", "",
              f"Channel: every utterance is trimmed, band-limited to {settings.channel_rate // 2} Hz, "

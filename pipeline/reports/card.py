@@ -31,7 +31,8 @@ def metric_row(name: str, m: dict) -> str:
             f"{optional('act_dcf', '.4f')} | {optional('cllr', '.3f')} | {m['min_cllr']:.3f} |")
 
 
-def render(settings, parts: dict, train: dict, metrics: dict, loao: dict | None = None) -> str:
+def render(settings, parts: dict, train: dict, metrics: dict, loao: dict | None = None, loso: dict | None = None,
+           channels: dict | None = None) -> str:
     ms, ts = settings.model, settings.train
     seen = set(parts["train"]["attacks"])
     fs = settings.features
@@ -76,8 +77,10 @@ def render(settings, parts: dict, train: dict, metrics: dict, loao: dict | None 
                   f"{', '.join(f'{m} as {METHODS[m][0]}' for m in methods)}); dev and eval have none."]
     lines += ["", "## Measured", "",
               "EER and min t-DCF (ASVspoof 2019 cost model) as the official tools compute them; minDCF, "
-              "actDCF and Cllr with the ASVspoof 5 costs (P(spoof) 0.05, Cmiss 1, Cfa 10). The calibration "
-              "is fitted on dev, so dev's actDCF and Cllr are optimistic; eval's are not.", "",
+              "actDCF and Cllr with the ASVspoof 5 costs (P(spoof) 0.05, Cmiss 1, Cfa 10). **In-sample "
+              "figures**: every dev figure is in-sample for a number fitted on dev (the epoch kept, the "
+              "calibration, the decision threshold" + (", the fusion weights" if ms.excitation_fusion else "")
+              + "), so dev's EER, actDCF and Cllr are optimistic; eval's fitted nothing.", "",
               "| partition | EER | min t-DCF | minDCF | actDCF | Cllr | minCllr |",
               "| --- | --- | --- | --- | --- | --- | --- |"]
     for name, m in metrics.items():
@@ -94,6 +97,16 @@ def render(settings, parts: dict, train: dict, metrics: dict, loao: dict | None 
     if loao and loao.get("enabled"):
         lines += ["", f"Leave one attack out (trained without it, scored on the held-out speakers): mean EER "
                   f"{loao['mean_eer']:.1%}; " + ", ".join(f"{a} {e:.1%}" for a, e in loao["eer_per_attack"].items())]
+    if loso and loso.get("enabled"):
+        lines += ["", "Leave one recording source out (trained without the source's speakers, its bona fide scored "
+                  f"against the eval spoofs): mean EER {loso['mean_eer']:.1%}, mean "
+                  f"{loso['mean_rejected']:.1%} of a source's bona fide rejected at the model's threshold; "
+                  + ", ".join(f"{s} {e:.1%} ({loso['rejected_per_source'][s]:.0%} rejected)"
+                              for s, e in loso["eer_per_source"].items())]
+    if channels and channels.get("enabled"):
+        for name, eers in channels["eer"].items():
+            lines += ["", f"{name} under channel conditions (each utterance through it, then scored): clean "
+                      f"{eers['clean']:.1%}; " + ", ".join(f"{c} {e:.1%}" for c, e in eers.items() if c != "clean")]
     lines += ["", "## Not tested on", ""]
     unseen = sorted(set(parts.get("eval", {}).get("attacks", [])) - seen)
     lines += [
@@ -103,7 +116,11 @@ def render(settings, parts: dict, train: dict, metrics: dict, loao: dict | None 
         "- Generators other than the attacks listed" + (f" (eval's {', '.join(unseen)} are the only ones "
                                                          f"unseen in training)" if unseen else "")
         + "; in particular neural TTS and neural vocoders, which the mini corpus does not contain.",
-        "- Channels other than the corpus's own (codecs, transmission, noise, reverberation), and "
-        "recordings longer than a few seconds.",
+        "- Recording sources other than the corpus's" + ("" if loso and loso.get("enabled") else
+                                                          " (the `loso` stage, off in this run, measures them)")
+        + ": an outside check found an earlier model near chance on real speech recorded elsewhere.",
+        "- Channels other than the corpus's own" + (" and the conditions above" if channels and channels.get("enabled")
+                                                    else " (codecs, transmission, noise, reverberation)")
+        + ", and recordings longer than a few seconds.",
         "- The real ASVspoof corpora, unless `data.root` above points at one.", ""]
     return "\n".join(lines)

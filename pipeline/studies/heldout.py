@@ -4,11 +4,6 @@ The `loao` command (pipeline/loao.py) runs this; see its docstring.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,14 +12,12 @@ import yaml
 
 from features.copy_synthesis import COPY_ATTACKS, kin_copies
 from pipeline.data.shards import open_partition
-from pipeline.errors import PipelineError
 from pipeline.overrides import deep_update
 from pipeline.scoring.metrics import ScoreError, compute_eer, min_dcf
 from pipeline.scoring.modelfile import ModelFile
 from pipeline.scoring.scorer import Scorer, resolve_device
 from pipeline.settings import Settings, load_settings
-
-ROOT = Path(__file__).resolve().parents[2]  # where train.py is
+from pipeline.studies.runs import finished, made_from, train, write_result
 
 
 def train_attacks(features: Path, settings: Settings) -> list[str]:
@@ -52,32 +45,21 @@ def heldout_recipe(params: Path, attack: str) -> dict:
     return deep_update(yaml.safe_load(params.read_text()), {"train": {"exclude_attacks": [attack, *kin_copies(attack)]}})
 
 
-def run_attack(attack: str, params: Path, features: Path, out: Path, settings: Settings) -> dict:
+def run_attack(attack: str, params: Path, features: Path, out: Path) -> dict:
     """Train without `attack` (train.py in its own process, as the train stage runs it) and score it."""
-    out.mkdir(parents=True, exist_ok=True)
     recipe = heldout_recipe(params, attack)
-    run_params = out / "params.yaml"
-    run_params.write_text(yaml.safe_dump(recipe, sort_keys=False))
-    run_settings = load_settings(run_params)
-    # What a finished attack was made from: the recipe and the shards (their index files).
-    made_from = {"recipe": recipe, "features": {p: hashlib.sha256((features / p / "index.json").read_bytes()).hexdigest()
-                                                 for p in ("train", "dev", "eval")}}
-    result_path = out / "result.json"
-    if result_path.is_file() and json.loads(result_path.read_text()).get("made_from") == made_from:
-        return json.loads(result_path.read_text())
+    made = made_from(recipe, features)
+    result = finished(out, made)
+    if result is not None:
+        return result
     started = time.perf_counter()
-    with open(out / "log.txt", "w") as log:
-        command = [sys.executable, str(ROOT / "train.py"), "--params", str(run_params), "--features", str(features),
-                   "--out_fold", str(out), "--metrics", str(out / "train.json"), "--live", str(out / "dvclive")]
-        if subprocess.run(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=os.environ).returncode:
-            raise PipelineError(f"loao {attack}: training failed; see {out / 'log.txt'}")
+    run_settings = train(recipe, features, out, f"loao {attack}")
     scores, labels = heldout_scores(out / "model.pt", features, run_settings, attack)
     bonafide, spoof = scores[labels == 1], scores[labels == 0]
-    result = {"attack": attack, "eer": compute_eer(bonafide, spoof)[0], "min_dcf": min_dcf(bonafide, spoof),
-              "bonafide": int(len(bonafide)), "spoof": int(len(spoof)),
-              "minutes": (time.perf_counter() - started) / 60, "made_from": made_from}
-    result_path.write_text(json.dumps(result, indent=2) + "\n")
-    return result
+    return write_result(out, {"attack": attack, "eer": compute_eer(bonafide, spoof)[0],
+                              "min_dcf": min_dcf(bonafide, spoof), "bonafide": int(len(bonafide)),
+                              "spoof": int(len(spoof)), "minutes": (time.perf_counter() - started) / 60,
+                              "made_from": made})
 
 
 def run(params: Path, features: Path, out: Path) -> dict:
@@ -89,7 +71,7 @@ def run(params: Path, features: Path, out: Path) -> dict:
     results = []
     for attack in attacks:
         print(f"loao: training without {attack}", flush=True)
-        result = run_attack(attack, params, features, out / attack, settings)
+        result = run_attack(attack, params, features, out / attack)
         print(f"loao {attack}: EER {result['eer']:.2%} ({result['spoof']} spoofs, {result['bonafide']} bona fide, "
               f"{result['minutes']:.1f} min)", flush=True)
         results.append(result)

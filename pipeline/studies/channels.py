@@ -1,0 +1,75 @@
+"""Dev and eval scored again after each channel condition: how far a channel moves the figures.
+
+The `channels` command (pipeline/channels.py) runs this; see its docstring.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.data.extraction import extract_partition
+from pipeline.data.shards import file_sha256, open_partition
+from pipeline.scoring.metrics import compute_eer
+from pipeline.scoring.modelfile import ModelFile
+from pipeline.scoring.scorer import Scorer, resolve_device
+from pipeline.settings import Settings
+
+PARTITIONS = ("dev", "eval")
+
+
+def figures(scorer: Scorer, features: Path, settings: Settings, threshold: float) -> dict:
+    """EER and the share of bona fide rejected at the model's threshold, of one folder of shards."""
+    _, scores, labels = scorer.score_readers(open_partition(features, settings.features), settings.evaluate.batch_size)
+    bonafide, spoof = scores[labels == 1], scores[labels == 0]
+    return {"eer": compute_eer(bonafide, spoof)[0], "rejected": float(np.mean(bonafide <= threshold)),
+            "bonafide": int(len(bonafide)), "spoof": int(len(spoof))}
+
+
+def condition_figures(condition: str, scorer: Scorer, threshold: float, manifest: Path, out: Path,
+                      settings: Settings, made_from: dict) -> dict:
+    """One condition's figures per partition: its shards are extracted into out/<condition>/,
+    scored, then removed; out/<condition>.json keeps the figures, so a rerun of the same model and
+    settings skips the condition."""
+    done = out / f"{condition}.json"
+    if done.is_file() and json.loads(done.read_text()).get("made_from") == made_from:
+        return json.loads(done.read_text())["figures"]
+    started = time.perf_counter()
+    result = {}
+    for part in PARTITIONS:
+        shards = out / condition / part
+        extract_partition(manifest / f"{part}.tsv", shards, settings.features, settings.extract,
+                          channel=(condition, settings.channels.seed))
+        result[part] = figures(scorer, shards, settings, threshold)
+    shutil.rmtree(out / condition)
+    done.write_text(json.dumps({"figures": result, "minutes": (time.perf_counter() - started) / 60,
+                                "made_from": made_from}, indent=2) + "\n")
+    return result
+
+
+def run(settings: Settings, model_path: Path, manifest: Path, features: Path, out: Path) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    if not settings.channels.enabled:
+        return {"enabled": False}
+    model = ModelFile.load(model_path)
+    scorer = Scorer.of(model, device=resolve_device(settings.train.device))
+    made_from = {"model_sha256": file_sha256(model_path), "features": settings.features.fingerprint(),
+                 "seed": settings.channels.seed,
+                 "manifests": {p: (manifest / f"{p}.tsv").read_text() for p in PARTITIONS}}
+    by_condition = {"clean": {p: figures(scorer, features / p, settings, model.threshold) for p in PARTITIONS}}
+    for condition in settings.channels.conditions:
+        print(f"channels: {condition}", flush=True)
+        by_condition[condition] = condition_figures(condition, scorer, model.threshold, manifest, out, settings,
+                                                    made_from)
+    ratio = {p: {c: by_condition[c][p]["eer"] / max(by_condition["clean"][p]["eer"], 1e-9)
+                 for c in settings.channels.conditions} for p in PARTITIONS}
+    return {"enabled": True,
+            "eer": {p: {c: f[p]["eer"] for c, f in by_condition.items()} for p in PARTITIONS},
+            "rejected": {p: {c: f[p]["rejected"] for c, f in by_condition.items()} for p in PARTITIONS},
+            "eer_ratio_to_clean": ratio,
+            "max_eer_ratio": {p: max(ratio[p].values(), default=1.0) for p in PARTITIONS},
+            "counts": {p: {"bonafide": by_condition["clean"][p]["bonafide"], "spoof": by_condition["clean"][p]["spoof"]}
+                       for p in PARTITIONS}}

@@ -1,0 +1,129 @@
+"""Leave one recording source out: which speakers each source has, each one's training run, and its
+held-out bona fide scored against the eval spoofs.
+
+The `loso` command (pipeline/loso.py) runs this; see its docstring.
+"""
+from __future__ import annotations
+
+import fnmatch
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from pipeline.data.shards import open_partition
+from pipeline.errors import PipelineError
+from pipeline.overrides import deep_update
+from pipeline.scoring.metrics import compute_eer, min_dcf
+from pipeline.scoring.modelfile import ModelFile
+from pipeline.scoring.scorer import Scorer, resolve_device
+from pipeline.settings import PARTITIONS, Settings, load_settings
+from pipeline.studies.runs import finished, made_from, train, write_result
+
+
+class LosoError(PipelineError, ValueError):
+    pass
+
+
+def corpus_speakers(features: Path, settings: Settings) -> dict[str, set[str]]:
+    """Partition -> the speakers its shards hold."""
+    return {part: {s for r in open_partition(features / part, settings.features, verify=False) for s in r.speaker}
+            for part in PARTITIONS}
+
+
+def source_speakers(sources: dict, speakers: dict[str, set[str]]) -> dict[str, list[str]]:
+    """Source -> its speakers in the corpus (loso.sources: speaker-id patterns per source). A
+    pattern that matches no speaker, a source without speakers, or a speaker in two sources is
+    an error naming them."""
+    everyone = sorted(set().union(*speakers.values()))
+    found, owner = {}, {}
+    for source, patterns in sources.items():
+        found[source] = []
+        for pattern in patterns:
+            matched = fnmatch.filter(everyone, pattern)
+            if not matched:
+                raise LosoError(f"loso.sources.{source}: {pattern!r} matches no speaker of the corpus")
+            found[source] += [s for s in matched if s not in found[source]]
+        for speaker in found[source]:
+            if owner.setdefault(speaker, source) != source:
+                raise LosoError(f"loso.sources: speaker {speaker} is in both {owner[speaker]} and {source}")
+    return found
+
+
+def heldout_recipe(params: Path, speakers: list[str]) -> dict:
+    return deep_update(yaml.safe_load(params.read_text()), {"train": {"exclude_speakers": sorted(speakers)}})
+
+
+def source_scores(model_path: Path, features: Path, settings: Settings, speakers: list[str]):
+    """(bona fide scores of `speakers` in every partition, scores of the eval spoofs, the model's threshold)."""
+    model = ModelFile.load(model_path)
+    scorer = Scorer.of(model, device=resolve_device(settings.train.device))
+    scores = {}
+    for part in PARTITIONS:
+        readers = open_partition(features / part, settings.features)
+        if part != "eval" and not {s for r in readers for s in r.speaker} & set(speakers):
+            continue
+        dataset, score, labels = scorer.score_readers(readers, settings.evaluate.batch_size)
+        speaker = np.concatenate([np.asarray(r.speaker) for r in readers])[dataset.items]
+        scores[part] = (score, labels, speaker)
+    bonafide = np.concatenate([s[(lab == 1) & np.isin(spk, speakers)] for s, lab, spk in scores.values()])
+    score, labels, speaker = scores["eval"]
+    spoof = score[(labels == 0) & ~np.isin(speaker, speakers)]
+    if not len(bonafide) or not len(spoof):
+        raise LosoError(f"loso: speakers {speakers} have {len(bonafide)} bona fide, eval {len(spoof)} spoofs to "
+                        f"score against")
+    return bonafide, spoof, model.threshold
+
+
+def run_source(source: str, speakers: list[str], trained_on: set[str], params: Path, features: Path,
+               out: Path, main_model: Path) -> dict:
+    """Train without the source's speakers and score its bona fide. A source that training and dev
+    never held (trained_on) needs no run of its own: the recipe's own model never met it."""
+    recipe = heldout_recipe(params, speakers)
+    made = made_from(recipe, features)
+    out.mkdir(parents=True, exist_ok=True)
+    result = finished(out, made)
+    if result is not None:
+        return result
+    started = time.perf_counter()
+    own_run = bool(trained_on & set(speakers))
+    if own_run:
+        settings = train(recipe, features, out, f"loso {source}")
+        model_path = out / "model.pt"
+    else:
+        settings, model_path = load_settings(params), main_model
+    bonafide, spoof, threshold = source_scores(model_path, features, settings, speakers)
+    return write_result(out, {
+        "source": source, "speakers": speakers, "own_run": own_run, "eer": compute_eer(bonafide, spoof)[0],
+        "min_dcf": min_dcf(bonafide, spoof), "rejected": float(np.mean(bonafide <= threshold)),
+        "bonafide": int(len(bonafide)), "spoof": int(len(spoof)),
+        "minutes": (time.perf_counter() - started) / 60, "made_from": made})
+
+
+def run(params: Path, features: Path, out: Path, main_model: Path) -> dict:
+    settings = load_settings(params)
+    out.mkdir(parents=True, exist_ok=True)  # the stage's output, empty when off
+    if not settings.loso.enabled:
+        return {"enabled": False}
+    speakers = corpus_speakers(features, settings)
+    sources = source_speakers(settings.loso.sources, speakers)
+    results = []
+    for source, members in sources.items():
+        print(f"loso: without {source} ({len(members)} speakers)", flush=True)
+        result = run_source(source, members, speakers["train"] | speakers["dev"], params, features, out / source,
+                            main_model)
+        print(f"loso {source}: EER {result['eer']:.2%}, {result['rejected']:.1%} of its {result['bonafide']} "
+              f"bona fide rejected ({result['minutes']:.1f} min)", flush=True)
+        results.append(result)
+    return {"enabled": True,
+            "mean_eer": float(np.mean([r["eer"] for r in results])),
+            "max_eer": float(np.max([r["eer"] for r in results])),
+            "mean_rejected": float(np.mean([r["rejected"] for r in results])),
+            "max_rejected": float(np.max([r["rejected"] for r in results])),
+            "eer_per_source": {r["source"]: r["eer"] for r in results},
+            "rejected_per_source": {r["source"]: r["rejected"] for r in results},
+            "min_dcf_per_source": {r["source"]: r["min_dcf"] for r in results},
+            "counts": {r["source"]: {"bonafide": r["bonafide"], "spoof": r["spoof"]} for r in results},
+            "own_runs": [r["source"] for r in results if r["own_run"]],
+            "minutes": sum(r["minutes"] for r in results)}

@@ -1,0 +1,56 @@
+"""One held-out study run: a recipe trained by train.py in its own process, kept once finished.
+
+The loao and loso studies (heldout.py, loso.py) train one model per held-out attack or source; a
+run whose recipe and shards are unchanged is not trained again when its stage is rerun.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from pipeline.errors import PipelineError
+from pipeline.settings import PARTITIONS, Settings, load_settings
+
+ROOT = Path(__file__).resolve().parents[2]  # where train.py is
+
+
+def made_from(recipe: dict, features: Path) -> dict:
+    """What a run's result was made from: the recipe and the shards (their index files)."""
+    return {"recipe": recipe, "features": {p: hashlib.sha256((features / p / "index.json").read_bytes()).hexdigest()
+                                           for p in PARTITIONS}}
+
+
+def finished(out: Path, made: dict) -> dict | None:
+    """The result.json of a finished run made from `made`, or None."""
+    path = out / "result.json"
+    if path.is_file():
+        result = json.loads(path.read_text())
+        if result.get("made_from") == made:
+            return result
+    return None
+
+
+def write_result(out: Path, result: dict) -> dict:
+    (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def train(recipe: dict, features: Path, out: Path, study: str) -> Settings:
+    """Train `recipe` into out/ (params.yaml, model.pt, train.json, log.txt, dvclive/) as the
+    train stage runs train.py; a PipelineError naming the log if it fails. Returns its settings."""
+    out.mkdir(parents=True, exist_ok=True)
+    run_params = out / "params.yaml"
+    run_params.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    settings = load_settings(run_params)
+    with open(out / "log.txt", "w") as log:
+        command = [sys.executable, str(ROOT / "train.py"), "--params", str(run_params), "--features", str(features),
+                   "--out_fold", str(out), "--metrics", str(out / "train.json"), "--live", str(out / "dvclive")]
+        if subprocess.run(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=os.environ).returncode:
+            raise PipelineError(f"{study}: training failed; see {out / 'log.txt'}")
+    return settings
