@@ -6,8 +6,7 @@ import pytest
 import soundfile as sf
 
 from pipeline.mini.builder import find_prompts, plan_partition, prompt_audio
-from pipeline.mini.recordings import (RecordingError, archive_entries, find_recordings, read_recording,
-                                      recording_seconds)
+from pipeline.mini.recordings import RecordingError, archive_entries, find_recordings, read_recording, recording_seconds
 from pipeline.settings import CorpusSettings, SettingsError
 
 
@@ -106,3 +105,18 @@ def test_a_game_voice_needs_files_and_language():
     with pytest.raises(SettingsError, match=r"corpus\.game_voices\.G_X: needs exactly `files`"):
         CorpusSettings(speakers={}, game_voices={"G_X": {"files": "/x/*.ALS"}},
                        partition_speakers={"train": [], "dev": [], "eval": []}).validate("corpus")
+
+
+def test_every_game_voice_of_the_repository_has_lines_that_read_as_speech():
+    from conftest import ROOT
+    from pipeline.settings import load_settings
+    settings = load_settings(ROOT / "params.yaml").corpus
+    prompts = find_prompts(CorpusSettings(speakers={}, game_voices=settings.game_voices,
+                                          partition_speakers={"train": list(settings.game_voices), "dev": [],
+                                                              "eval": []}))
+    assert set(prompts) == set(settings.game_voices)
+    for speaker, lines in prompts.items():
+        assert len(lines) >= 10, speaker
+        x = prompt_audio(lines[0])
+        assert np.isfinite(x).all() and settings.min_seconds - 0.01 <= len(x) / 16000 <= settings.max_seconds + 0.01
+        assert np.sqrt(np.mean(x ** 2)) > 0.005, speaker  # not silence

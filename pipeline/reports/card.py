@@ -111,11 +111,11 @@ def render(settings, parts: dict, train: dict, metrics: dict, loao: dict | None 
     unseen = sorted(set(parts.get("eval", {}).get("attacks", [])) - seen)
     lines += [
         f"- Speakers other than the {len(parts['dev']['speakers']) + len(parts['eval']['speakers'])} "
-        f"held-out ones above (dev {len(parts['dev']['speakers'])}, eval {len(parts['eval']['speakers'])}); "
-        "an outside check found a model of the earlier five-voice mini corpus near chance on other speakers.",
+        f"held-out ones above (dev {len(parts['dev']['speakers'])}, eval {len(parts['eval']['speakers'])}).",
         "- Generators other than the attacks listed" + (f" (eval's {', '.join(unseen)} are the only ones "
                                                          f"unseen in training)" if unseen else "")
-        + "; in particular neural TTS and neural vocoders, which the mini corpus does not contain.",
+        + "; in particular neural vocoders and TTS other than the mini corpus's two neural engines (Piper, "
+        "Kokoro).",
         "- Recording sources other than the corpus's" + ("" if loso and loso.get("enabled") else
                                                           " (the `loso` stage, off in this run, measures them)")
         + ": an outside check found an earlier model near chance on real speech recorded elsewhere.",
