@@ -22,7 +22,7 @@ from features import resample
 from pipeline.data.protocol import audio_dir, protocol_path
 from pipeline.errors import PipelineError
 from pipeline.mini.generators import ATTACKS, GeneratorError, generate, prepare
-from pipeline.mini.recordings import find_recordings, read_recording, recording_seconds
+from pipeline.mini.recordings import ARCHIVE_SEPARATOR, find_recordings, read_recording, recording_seconds
 from pipeline.settings import PARTITIONS, CorpusSettings
 
 SAMPLE_RATE = 16000
@@ -441,7 +441,7 @@ def copy_licences(settings: CorpusSettings, licenses: Path) -> None:
     licenses.mkdir(parents=True, exist_ok=True)
     packages = set()
     folders = [Path(settings.sources) / f for f in settings.speakers] + [Path(f) for f in settings.word_voices]
-    folders += [Path(line.split("#")[0]).parent for voice in settings.game_voices.values()
+    folders += [Path(line.split(ARCHIVE_SEPARATOR)[0]).parent for voice in settings.game_voices.values()
                 for line in find_recordings(voice["files"])[:1]]
     for folder in sorted(folders):
         try:

@@ -4,7 +4,6 @@ The `channels` command (pipeline/channels.py) runs this; see its docstring.
 """
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from pipeline.scoring.metrics import compute_eer
 from pipeline.scoring.modelfile import ModelFile
 from pipeline.scoring.scorer import Scorer, resolve_device
 from pipeline.settings import Settings
+from pipeline.studies.runs import finished, write_result
 
 PARTITIONS = ("dev", "eval")
 
@@ -35,8 +35,9 @@ def condition_figures(condition: str, scorer: Scorer, threshold: float, manifest
     scored, then removed; out/<condition>.json keeps the figures, so a rerun of the same model and
     settings skips the condition."""
     done = out / f"{condition}.json"
-    if done.is_file() and json.loads(done.read_text()).get("made_from") == made_from:
-        return json.loads(done.read_text())["figures"]
+    kept = finished(done, made_from)
+    if kept is not None:
+        return kept["figures"]
     started = time.perf_counter()
     result = {}
     for part in PARTITIONS:
@@ -45,8 +46,7 @@ def condition_figures(condition: str, scorer: Scorer, threshold: float, manifest
                           channel=(condition, settings.channels.seed))
         result[part] = figures(scorer, shards, settings, threshold)
     shutil.rmtree(out / condition)
-    done.write_text(json.dumps({"figures": result, "minutes": (time.perf_counter() - started) / 60,
-                                "made_from": made_from}, indent=2) + "\n")
+    write_result(done, {"figures": result, "minutes": (time.perf_counter() - started) / 60, "made_from": made_from})
     return result
 
 

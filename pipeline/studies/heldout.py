@@ -49,17 +49,17 @@ def run_attack(attack: str, params: Path, features: Path, out: Path) -> dict:
     """Train without `attack` (train.py in its own process, as the train stage runs it) and score it."""
     recipe = heldout_recipe(params, attack)
     made = made_from(recipe, features)
-    result = finished(out, made)
+    result = finished(out / "result.json", made)
     if result is not None:
         return result
     started = time.perf_counter()
     run_settings = train(recipe, features, out, f"loao {attack}")
     scores, labels = heldout_scores(out / "model.pt", features, run_settings, attack)
     bonafide, spoof = scores[labels == 1], scores[labels == 0]
-    return write_result(out, {"attack": attack, "eer": compute_eer(bonafide, spoof)[0],
-                              "min_dcf": min_dcf(bonafide, spoof), "bonafide": int(len(bonafide)),
-                              "spoof": int(len(spoof)), "minutes": (time.perf_counter() - started) / 60,
-                              "made_from": made})
+    return write_result(out / "result.json", {
+        "attack": attack, "eer": compute_eer(bonafide, spoof)[0], "min_dcf": min_dcf(bonafide, spoof),
+        "bonafide": int(len(bonafide)), "spoof": int(len(spoof)),
+        "minutes": (time.perf_counter() - started) / 60, "made_from": made})
 
 
 def run(params: Path, features: Path, out: Path) -> dict:

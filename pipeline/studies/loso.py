@@ -83,7 +83,7 @@ def run_source(source: str, speakers: list[str], trained_on: set[str], params: P
     recipe = heldout_recipe(params, speakers)
     made = made_from(recipe, features)
     out.mkdir(parents=True, exist_ok=True)
-    result = finished(out, made)
+    result = finished(out / "result.json", made)
     if result is not None:
         return result
     started = time.perf_counter()
@@ -94,7 +94,7 @@ def run_source(source: str, speakers: list[str], trained_on: set[str], params: P
     else:
         settings, model_path = load_settings(params), main_model
     bonafide, spoof, threshold = source_scores(model_path, features, settings, speakers)
-    return write_result(out, {
+    return write_result(out / "result.json", {
         "source": source, "speakers": speakers, "own_run": own_run, "eer": compute_eer(bonafide, spoof)[0],
         "min_dcf": min_dcf(bonafide, spoof), "rejected": float(np.mean(bonafide <= threshold)),
         "bonafide": int(len(bonafide)), "spoof": int(len(spoof)),

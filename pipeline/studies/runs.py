@@ -1,7 +1,8 @@
 """One held-out study run: a recipe trained by train.py in its own process, kept once finished.
 
 The loao and loso studies (heldout.py, loso.py) train one model per held-out attack or source; a
-run whose recipe and shards are unchanged is not trained again when its stage is rerun.
+run whose recipe and shards are unchanged is not trained again when its stage is rerun (the
+channels stage keeps its per-condition figures the same way).
 """
 from __future__ import annotations
 
@@ -26,9 +27,8 @@ def made_from(recipe: dict, features: Path) -> dict:
                                            for p in PARTITIONS}}
 
 
-def finished(out: Path, made: dict) -> dict | None:
-    """The result.json of a finished run made from `made`, or None."""
-    path = out / "result.json"
+def finished(path: Path, made: dict) -> dict | None:
+    """The result file (JSON) of a finished run made from `made`, or None."""
     if path.is_file():
         result = json.loads(path.read_text())
         if result.get("made_from") == made:
@@ -36,8 +36,8 @@ def finished(out: Path, made: dict) -> dict | None:
     return None
 
 
-def write_result(out: Path, result: dict) -> dict:
-    (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+def write_result(path: Path, result: dict) -> dict:
+    path.write_text(json.dumps(result, indent=2) + "\n")
     return result
 
 
