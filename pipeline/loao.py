@@ -8,8 +8,9 @@ run's cost) the stage only writes metrics/loao.json saying so. Enabled, each att
 models/loao/X/ (params.yaml: params.yaml with train.exclude_attacks: [X] and the copy-synthesis
 methods of its mechanism (features.copy_synthesis.KIN), the model, its training
 log): train.py runs on the training partition without X, choosing and calibrating on dev without
-X, and the model then scores X's spoofs of dev and eval against all bona fide of dev and eval (the
-speakers it never heard), as `python -m pipeline.evaluate` scores. metrics/loao.json has each
+X and without the dev speakers of loao.set_aside, and the model then scores X's dev spoofs against
+the bona fide of the set-aside speakers, as `python -m pipeline.evaluate` scores: no held-out
+score rests on bona fide that fitted anything, and no eval utterance is read. metrics/loao.json has each
 attack's EER, their mean (the figure that says how the recipe meets a generator it has not
 seen) and what each run cost. A finished attack (its model and scores match the settings) is not
 trained again when the stage is rerun after an interruption.

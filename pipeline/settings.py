@@ -477,6 +477,16 @@ class LoaoSettings:
     enabled: bool = False
     # The attacks to hold out, one run each; empty = every attack of the training partition.
     attacks: list = field(default_factory=list)
+    # Dev speakers set aside: left out of every run's dev (no checkpoint choice, fusion weight or
+    # threshold is fitted on them); their bona fide are what the held-out spoofs are scored against.
+    set_aside: list = field(default_factory=list)
+
+    def validate(self, path: str) -> None:
+        if not all(isinstance(s, str) and s for s in self.set_aside):
+            raise SettingsError(f"{path}.set_aside: needs a list of speaker ids, got {self.set_aside!r}")
+        if self.enabled and not self.set_aside:
+            raise SettingsError(f"{path}.set_aside: leaving one attack out needs dev speakers set aside to score "
+                                f"the held-out spoofs against (bona fide that fitted nothing)")
 
 
 @dataclass(frozen=True)

@@ -27,34 +27,66 @@ def test_excluded_attacks_leave_the_dataset_and_the_rest_keeps_its_order(tmp_pat
     assert len(held.eval_lengths()) == len(held)
 
 
-@pytest.mark.slow
-def test_loao_stage_trains_without_each_attack_and_scores_it(tmp_path):
-    for part, n, seed in (("train", 48, 0), ("dev", 24, 1), ("eval", 24, 2)):
-        make_feature_shards(tmp_path / "features" / part, repository_features(), n_utts=n, n_shards=1,
-                            seed=seed)
+def loao_params(tmp_path, **loao):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["model"].update(layers=[1, 1], planes=[16, 32], scale=4, stem_channels=8)
     params["train"].update(frames=32, batch_size=8, epochs=1, num_workers=0, precision="fp32")
-    params["loao"] = {"enabled": True, "attacks": ["A01", "A03"]}
+    params["loao"] = {"enabled": True, "attacks": ["A01", "A03"], "set_aside": ["D2"], **loao}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    command = [sys.executable, "-m", "pipeline.loao", "--params", tmp_path / "params.yaml",
-               "--features", tmp_path / "features", "--out", tmp_path / "loao", "--metrics", tmp_path / "loao.json"]
-    result = subprocess.run(list(map(str, command)), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    return [sys.executable, "-m", "pipeline.loao", "--params", tmp_path / "params.yaml",
+            "--features", tmp_path / "features", "--out", tmp_path / "loao", "--metrics", tmp_path / "loao.json"]
+
+
+def loao_features(tmp_path, train_speaker=lambda i: f"S{i % 4}"):
+    """Train (speakers S0-S3) and dev (D0-D3) shards; no eval shards: LOAO must not read eval."""
+    make_feature_shards(tmp_path / "features" / "train", repository_features(), n_utts=48, n_shards=1, seed=0,
+                        speaker_of=train_speaker)
+    make_feature_shards(tmp_path / "features" / "dev", repository_features(), n_utts=24, n_shards=1, seed=1,
+                        speaker_of=lambda i: f"D{i % 4}")
+
+
+@pytest.mark.slow
+def test_loao_stage_trains_without_each_attack_and_scores_it_on_bona_fide_that_fitted_nothing(tmp_path):
+    loao_features(tmp_path)
+    command = list(map(str, loao_params(tmp_path)))
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     metrics = json.loads((tmp_path / "loao.json").read_text())
     assert set(metrics["eer_per_attack"]) == {"A01", "A03"}
     assert np.isclose(metrics["mean_eer"], np.mean(list(metrics["eer_per_attack"].values())))
-    # dev + eval: 24 bona fide, and A01's spoofs only (every third spoof of make_feature_shards)
-    assert metrics["counts"]["A01"] == {"bonafide": 24, "spoof": 8}
+    # the set-aside speaker D2's 6 bona fide, against A01's 4 dev spoofs (every third spoof)
+    assert metrics["counts"]["A01"] == {"bonafide": 6, "spoof": 4}
     run_params = yaml.safe_load((tmp_path / "loao/A03/params.yaml").read_text())
-    assert run_params["train"]["exclude_attacks"] == ["A03"]
+    assert run_params["train"]["exclude_attacks"] == ["A03"] and run_params["train"]["exclude_speakers"] == ["D2"]
     log = (tmp_path / "loao/A03/log.txt").read_text()
-    assert "40 train / 20 dev utterances" in log  # 48 and 24 without A03's 8 and 4 spoofs
+    # train 48 without A03's 8 spoofs; dev 24 without A03's 4 spoofs and D2's 6 bona fide
+    assert "40 train / 14 dev utterances" in log
     # a rerun keeps the finished attacks
-    again = subprocess.run(list(map(str, command)), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and json.loads((tmp_path / "loao.json").read_text())["eer_per_attack"] == \
         metrics["eer_per_attack"]
     assert (tmp_path / "loao/A03/log.txt").read_text() == log
+
+
+@pytest.mark.parametrize("set_aside, message", [
+    (["D2", "X9"], "['X9'] are not speakers of the dev shards"),
+    (["S1"], "['S1'] are not speakers of the dev shards"),
+    (["D0", "D1", "D2", "D3"], "every dev speaker is set aside"),
+    ([], "needs dev speakers set aside"),
+])
+def test_loao_refuses_set_aside_speakers_that_cannot_be_held_out(tmp_path, set_aside, message):
+    loao_features(tmp_path)
+    result = subprocess.run(list(map(str, loao_params(tmp_path, set_aside=set_aside))), cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and message in result.stderr, result.stderr
+    assert not (tmp_path / "loao" / "A01").exists()  # refused before any training
+
+
+def test_set_aside_speakers_in_train_are_refused(tmp_path):
+    loao_features(tmp_path, train_speaker=lambda i: f"D{i % 4}")
+    result = subprocess.run(list(map(str, loao_params(tmp_path))), cwd=ROOT, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode != 0 and "['D2'] are also in the train shards" in result.stderr, result.stderr
 
 
 def test_loao_off_writes_that_it_is_off(tmp_path):

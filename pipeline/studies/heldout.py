@@ -12,6 +12,7 @@ import yaml
 
 from features.copy_synthesis import COPY_ATTACKS, kin_copies
 from pipeline.data.shards import open_partition
+from pipeline.errors import PipelineError
 from pipeline.overrides import deep_update
 from pipeline.scoring.metrics import ScoreError, compute_eer, min_dcf
 from pipeline.scoring.modelfile import ModelFile
@@ -27,34 +28,66 @@ def train_attacks(features: Path, settings: Settings) -> list[str]:
     return sorted({a for r in readers for a in r.attack} - {"-"} - COPY_ATTACKS)
 
 
-def heldout_scores(model_path: Path, features: Path, settings: Settings, attack: str) -> tuple[np.ndarray, np.ndarray]:
-    """Scores of the bona fide of dev and eval and of `attack`'s spoofs there (score, label)."""
+class LoaoError(PipelineError, ValueError):
+    pass
+
+
+def check_set_aside(features: Path, settings: Settings) -> list[str]:
+    """loao.set_aside, checked against the shards: every speaker in dev and none in train, and dev
+    left with speakers of its own to choose and fit on. An error names the speakers at fault."""
+    speakers = {part: {s for r in open_partition(features / part, settings.features, verify=False) for s in r.speaker}
+                for part in ("train", "dev")}
+    set_aside = list(settings.loao.set_aside)
+    missing = sorted(set(set_aside) - speakers["dev"])
+    if missing:
+        raise LoaoError(f"loao.set_aside: {missing} are not speakers of the dev shards under {features / 'dev'}")
+    trained = sorted(set(set_aside) & speakers["train"])
+    if trained:
+        raise LoaoError(f"loao.set_aside: {trained} are also in the train shards; set aside speakers training "
+                        f"never hears")
+    if not speakers["dev"] - set(set_aside):
+        raise LoaoError("loao.set_aside: every dev speaker is set aside; leave some to choose the checkpoint "
+                        "and fit the fusion on")
+    return set_aside
+
+
+def heldout_scores(model_path: Path, features: Path, settings: Settings, attack: str,
+                   set_aside: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Scores of `attack`'s dev spoofs and of the bona fide of the set-aside dev speakers (score,
+    label): none of them fitted anything in the run, and no eval utterance is read."""
     scorer = Scorer.of(ModelFile.load(model_path), device=resolve_device(settings.train.device))
-    readers = [r for part in ("dev", "eval") for r in open_partition(features / part, settings.features)]
+    readers = open_partition(features / "dev", settings.features)
     present = {a for r in readers for a in r.attack}
-    others = tuple(present - {"-", attack})
     if attack not in present:
-        raise ScoreError(f"attack {attack} has no spoofs in dev or eval to score")
-    _, scores, labels = scorer.score_readers(readers, settings.evaluate.batch_size, exclude_attacks=others)
-    return scores, labels
+        raise ScoreError(f"attack {attack} has no spoofs in dev to score")
+    dataset, scores, labels = scorer.score_readers(readers, settings.evaluate.batch_size,
+                                                   exclude_attacks=tuple(present - {"-", attack}))
+    speaker = np.concatenate([np.asarray(r.speaker) for r in readers])[dataset.items]
+    keep = (labels == 0) | np.isin(speaker, set_aside)
+    return scores[keep], labels[keep]
 
 
 def heldout_recipe(params: Path, attack: str) -> dict:
-    """The recipe of params.yaml without `attack`, and without the copy-synthesis spoofs made by
-    its mechanism (features.copy_synthesis.KIN), which would otherwise have shown it to training."""
-    return deep_update(yaml.safe_load(params.read_text()), {"train": {"exclude_attacks": [attack, *kin_copies(attack)]}})
+    """The recipe of params.yaml without `attack`, without the copy-synthesis spoofs made by its
+    mechanism (features.copy_synthesis.KIN), which would otherwise have shown it to training, and
+    without the set-aside dev speakers (loao.set_aside), whose bona fide it is scored against."""
+    recipe = yaml.safe_load(params.read_text())
+    set_aside = (recipe.get("loao") or {}).get("set_aside") or []
+    return deep_update(recipe, {"train": {"exclude_attacks": [attack, *kin_copies(attack)],
+                                          "exclude_speakers": sorted(set(recipe["train"].get("exclude_speakers") or [])
+                                                                     | set(set_aside))}})
 
 
 def run_attack(attack: str, params: Path, features: Path, out: Path) -> dict:
     """Train without `attack` (train.py in its own process, as the train stage runs it) and score it."""
     recipe = heldout_recipe(params, attack)
-    made = made_from(recipe, features)
+    made = made_from(recipe, features, partitions=("train", "dev"))
     result = finished(out / "result.json", made)
     if result is not None:
         return result
     started = time.perf_counter()
     run_settings = train(recipe, features, out, f"loao {attack}")
-    scores, labels = heldout_scores(out / "model.pt", features, run_settings, attack)
+    scores, labels = heldout_scores(out / "model.pt", features, run_settings, attack, run_settings.loao.set_aside)
     bonafide, spoof = scores[labels == 1], scores[labels == 0]
     return write_result(out / "result.json", {
         "attack": attack, "eer": compute_eer(bonafide, spoof)[0], "min_dcf": min_dcf(bonafide, spoof),
@@ -67,6 +100,7 @@ def run(params: Path, features: Path, out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)  # the stage's output, empty when off
     if not settings.loao.enabled:
         return {"enabled": False}
+    check_set_aside(features, settings)
     attacks = settings.loao.attacks or train_attacks(features, settings)
     results = []
     for attack in attacks:
@@ -80,4 +114,5 @@ def run(params: Path, features: Path, out: Path) -> dict:
             "eer_per_attack": {r["attack"]: r["eer"] for r in results},
             "min_dcf_per_attack": {r["attack"]: r["min_dcf"] for r in results},
             "counts": {r["attack"]: {"bonafide": r["bonafide"], "spoof": r["spoof"]} for r in results},
+            "set_aside": list(settings.loao.set_aside),
             "minutes": sum(r["minutes"] for r in results)}

@@ -21,10 +21,10 @@ from pipeline.settings import PARTITIONS, Settings, load_settings
 ROOT = Path(__file__).resolve().parents[2]  # where train.py is
 
 
-def made_from(recipe: dict, features: Path) -> dict:
-    """What a run's result was made from: the recipe and the shards (their index files)."""
+def made_from(recipe: dict, features: Path, partitions=PARTITIONS) -> dict:
+    """What a run's result was made from: the recipe and the shards it reads (their index files)."""
     return {"recipe": recipe, "features": {p: hashlib.sha256((features / p / "index.json").read_bytes()).hexdigest()
-                                           for p in PARTITIONS}}
+                                           for p in partitions}}
 
 
 def finished(path: Path, made: dict) -> dict | None:
