@@ -6,7 +6,8 @@ A recipe is params.yaml plus the --set overrides (same syntax as `python -m pipe
 Each seed trains with train.py and is scored with the evaluate stage's own code
 (`python -m pipeline.evaluate`), with `--set loao.enabled=true` also left one attack out at a
 time (`python -m pipeline.loao`), with `--set loso.enabled=true` one recording source out at a time
-(`python -m pipeline.loso`) and with channels.enabled (params.yaml's default) scored under each
+(`python -m pipeline.loso`), the sources training never heard scored by each seed's model
+(bench/unseen.py), and with channels.enabled (params.yaml's default) scored under each
 channel condition (`python -m pipeline.channels`), on the feature shards under data/features (run `dvc repro` first;
 a recipe that changes features.* needs its own shards). Runs go side by side in --jobs processes,
 the cores shared out evenly between them; each run's wall time is reported with its figures.
@@ -69,6 +70,9 @@ def run_seed(seed: int, overrides: list[str], out: Path, features: Path, threads
                          "--model", str(run / "models/model.pt"), "--features", str(features),
                          "--manifest", str(features.parent / "manifest"), "--out", str(run / "channels"),
                          "--metrics", str(run / "metrics/channels.json")])
+    # the sources training and dev never held (loso.sources), scored by this run's model
+    commands.append([sys.executable, "bench/unseen.py", "--params", str(params), "--model", str(run / "models/model.pt"),
+                     "--features", str(features), "--out", str(run / "metrics/unseen.json")])
     for command in commands:
         if subprocess.run(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT).returncode:
             raise RuntimeError(f"seed {seed}: {' '.join(command[:3])} failed; see {run / 'log.txt'}")
@@ -84,9 +88,11 @@ def run_seed(seed: int, overrides: list[str], out: Path, features: Path, threads
         loso = json.loads((run / "metrics/loso.json").read_text())
         result["loso_mean_eer"], result["loso_mean_rejected"] = loso["mean_eer"], loso["mean_rejected"]
         result["loso_eer_per_source"] = loso["eer_per_source"]
+    result["unseen_sources"] = json.loads((run / "metrics/unseen.json").read_text())
     if (run / "metrics/channels.json").is_file():
         channels = json.loads((run / "metrics/channels.json").read_text())
         result["channels_eer"], result["channels_max_ratio"] = channels["eer"], channels["max_eer_ratio"]
+        result["channels_rejected"] = channels["rejected"]
     return result
 
 
@@ -98,6 +104,14 @@ def summarise(results: list[dict]) -> dict:
             continue
         values = [r[key] for r in results]
         summary[key] = {"mean": statistics.fmean(values), "min": min(values), "max": max(values)}
+    spread = lambda values: {"mean": statistics.fmean(values), "min": min(values), "max": max(values)}  # noqa: E731
+    for source in results[0]["unseen_sources"]:
+        summary[f"unseen {source}"] = {k: spread([r["unseen_sources"][source][k] for r in results])
+                                       for k in ("eer", "rejected")}
+    for key in ("channels_eer", "channels_rejected"):
+        if key in results[0]:
+            summary[key] = {part: {c: spread([r[key][part][c] for r in results]) for c in conditions}
+                            for part, conditions in results[0][key].items()}
     return summary
 
 
@@ -130,6 +144,11 @@ def main() -> int:
     for key in ("dev_min_tdcf", "eval_min_tdcf"):
         s = summary[key]
         print(f"{key}: mean {s['mean']:.3f} (min {s['min']:.3f}, max {s['max']:.3f})")
+    for key, s in summary.items():
+        if key.startswith("unseen "):
+            print(f"{key}: EER mean {s['eer']['mean']:.2%}, bona fide rejected mean {s['rejected']['mean']:.1%}")
+    for part, conditions in summary.get("channels_eer", {}).items():
+        print(f"channels {part}: " + ", ".join(f"{c} {s['mean']:.1%}" for c, s in conditions.items()))
     (out / "summary.json").write_text(json.dumps({"overrides": args.overrides, "seeds": args.seeds,
                                                   "jobs": args.jobs, "runs": results, "summary": summary},
                                                  indent=2) + "\n")
