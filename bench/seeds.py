@@ -96,15 +96,16 @@ def run_seed(seed: int, overrides: list[str], out: Path, features: Path, threads
     return result
 
 
+def spread(values: list[float]) -> dict:
+    return {"mean": statistics.fmean(values), "min": min(values), "max": max(values)}
+
+
 def summarise(results: list[dict]) -> dict:
     summary = {}
     for key in ("dev_eer", "dev_min_tdcf", "eval_eer", "eval_min_tdcf", "minutes", "loao_mean_eer", "loso_mean_eer",
                 "loso_mean_rejected"):
-        if key not in results[0]:
-            continue
-        values = [r[key] for r in results]
-        summary[key] = {"mean": statistics.fmean(values), "min": min(values), "max": max(values)}
-    spread = lambda values: {"mean": statistics.fmean(values), "min": min(values), "max": max(values)}  # noqa: E731
+        if key in results[0]:
+            summary[key] = spread([r[key] for r in results])
     for source in results[0]["unseen_sources"]:
         summary[f"unseen {source}"] = {k: spread([r["unseen_sources"][source][k] for r in results])
                                        for k in ("eer", "rejected")}

@@ -17,28 +17,20 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def unseen_sources(params: Path, model: Path, features: Path) -> dict:
-    from pipeline.scoring.metrics import compute_eer, min_dcf
     from pipeline.settings import load_settings
-    from pipeline.studies.loso import corpus_speakers, source_scores, source_speakers
+    from pipeline.studies.loso import source_figures, source_scores, source_speakers
+    from pipeline.studies.runs import corpus_speakers
 
     settings = load_settings(params)
     speakers = corpus_speakers(features, settings)
     heard = speakers["train"] | speakers["dev"]
-    result = {}
-    for source, members in source_speakers(settings.loso.sources, speakers).items():
-        if heard & set(members):
-            continue
-        bonafide, spoof, threshold = source_scores(model, features, settings, members)
-        result[source] = {"eer": compute_eer(bonafide, spoof)[0], "min_dcf": min_dcf(bonafide, spoof),
-                          "rejected": float(np.mean(bonafide <= threshold)), "bonafide": int(len(bonafide)),
-                          "spoof": int(len(spoof))}
-    return result
+    return {source: source_figures(*source_scores(model, features, settings, members))
+            for source, members in source_speakers(settings.loso.sources, speakers).items()
+            if not heard & set(members)}
 
 
 def main() -> int:

@@ -18,7 +18,7 @@ from pipeline.scoring.metrics import ScoreError, compute_eer, min_dcf
 from pipeline.scoring.modelfile import ModelFile
 from pipeline.scoring.scorer import Scorer, resolve_device
 from pipeline.settings import Settings, load_settings
-from pipeline.studies.runs import finished, made_from, train, write_result
+from pipeline.studies.runs import corpus_speakers, finished, made_from, scored_speakers, train, write_result
 
 
 def train_attacks(features: Path, settings: Settings) -> list[str]:
@@ -35,8 +35,7 @@ class LoaoError(PipelineError, ValueError):
 def check_set_aside(features: Path, settings: Settings) -> list[str]:
     """loao.set_aside, checked against the shards: every speaker in dev and none in train, and dev
     left with speakers of its own to choose and fit on. An error names the speakers at fault."""
-    speakers = {part: {s for r in open_partition(features / part, settings.features, verify=False) for s in r.speaker}
-                for part in ("train", "dev")}
+    speakers = corpus_speakers(features, settings, partitions=("train", "dev"))
     set_aside = list(settings.loao.set_aside)
     missing = sorted(set(set_aside) - speakers["dev"])
     if missing:
@@ -51,8 +50,7 @@ def check_set_aside(features: Path, settings: Settings) -> list[str]:
     return set_aside
 
 
-def heldout_scores(model_path: Path, features: Path, settings: Settings, attack: str,
-                   set_aside: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def heldout_scores(model_path: Path, features: Path, settings: Settings, attack: str) -> tuple[np.ndarray, np.ndarray]:
     """Scores of `attack`'s dev spoofs and of the bona fide of the set-aside dev speakers (score,
     label): none of them fitted anything in the run, and no eval utterance is read."""
     scorer = Scorer.of(ModelFile.load(model_path), device=resolve_device(settings.train.device))
@@ -62,8 +60,7 @@ def heldout_scores(model_path: Path, features: Path, settings: Settings, attack:
         raise ScoreError(f"attack {attack} has no spoofs in dev to score")
     dataset, scores, labels = scorer.score_readers(readers, settings.evaluate.batch_size,
                                                    exclude_attacks=tuple(present - {"-", attack}))
-    speaker = np.concatenate([np.asarray(r.speaker) for r in readers])[dataset.items]
-    keep = (labels == 0) | np.isin(speaker, set_aside)
+    keep = (labels == 0) | np.isin(scored_speakers(readers, dataset), settings.loao.set_aside)
     return scores[keep], labels[keep]
 
 
@@ -87,7 +84,7 @@ def run_attack(attack: str, params: Path, features: Path, out: Path) -> dict:
         return result
     started = time.perf_counter()
     run_settings = train(recipe, features, out, f"loao {attack}")
-    scores, labels = heldout_scores(out / "model.pt", features, run_settings, attack, run_settings.loao.set_aside)
+    scores, labels = heldout_scores(out / "model.pt", features, run_settings, attack)
     bonafide, spoof = scores[labels == 1], scores[labels == 0]
     return write_result(out / "result.json", {
         "attack": attack, "eer": compute_eer(bonafide, spoof)[0], "min_dcf": min_dcf(bonafide, spoof),

@@ -19,17 +19,11 @@ from pipeline.scoring.metrics import compute_eer, min_dcf
 from pipeline.scoring.modelfile import ModelFile
 from pipeline.scoring.scorer import Scorer, resolve_device
 from pipeline.settings import PARTITIONS, Settings, load_settings
-from pipeline.studies.runs import finished, made_from, train, write_result
+from pipeline.studies.runs import corpus_speakers, finished, made_from, scored_speakers, train, write_result
 
 
 class LosoError(PipelineError, ValueError):
     pass
-
-
-def corpus_speakers(features: Path, settings: Settings) -> dict[str, set[str]]:
-    """Partition -> the speakers its shards hold."""
-    return {part: {s for r in open_partition(features / part, settings.features, verify=False) for s in r.speaker}
-            for part in PARTITIONS}
 
 
 def source_speakers(sources: dict, speakers: dict[str, set[str]]) -> dict[str, list[str]]:
@@ -65,8 +59,7 @@ def source_scores(model_path: Path, features: Path, settings: Settings, speakers
         if part != "eval" and not {s for r in readers for s in r.speaker} & set(speakers):
             continue
         dataset, score, labels = scorer.score_readers(readers, settings.evaluate.batch_size)
-        speaker = np.concatenate([np.asarray(r.speaker) for r in readers])[dataset.items]
-        scores[part] = (score, labels, speaker)
+        scores[part] = (score, labels, scored_speakers(readers, dataset))
     bonafide = np.concatenate([s[(lab == 1) & np.isin(spk, speakers)] for s, lab, spk in scores.values()])
     score, labels, speaker = scores["eval"]
     spoof = score[(labels == 0) & ~np.isin(speaker, speakers)]
@@ -74,6 +67,13 @@ def source_scores(model_path: Path, features: Path, settings: Settings, speakers
         raise LosoError(f"loso: speakers {speakers} have {len(bonafide)} bona fide, eval {len(spoof)} spoofs to "
                         f"score against")
     return bonafide, spoof, model.threshold
+
+
+def source_figures(bonafide: np.ndarray, spoof: np.ndarray, threshold: float) -> dict:
+    """EER, min DCF, the share of the bona fide rejected at the model's threshold, and the counts."""
+    return {"eer": compute_eer(bonafide, spoof)[0], "min_dcf": min_dcf(bonafide, spoof),
+            "rejected": float(np.mean(bonafide <= threshold)), "bonafide": int(len(bonafide)),
+            "spoof": int(len(spoof))}
 
 
 def run_source(source: str, speakers: list[str], trained_on: set[str], params: Path, features: Path,
@@ -93,11 +93,9 @@ def run_source(source: str, speakers: list[str], trained_on: set[str], params: P
         model_path = out / "model.pt"
     else:
         settings, model_path = load_settings(params), main_model
-    bonafide, spoof, threshold = source_scores(model_path, features, settings, speakers)
     return write_result(out / "result.json", {
-        "source": source, "speakers": speakers, "own_run": own_run, "eer": compute_eer(bonafide, spoof)[0],
-        "min_dcf": min_dcf(bonafide, spoof), "rejected": float(np.mean(bonafide <= threshold)),
-        "bonafide": int(len(bonafide)), "spoof": int(len(spoof)),
+        "source": source, "speakers": speakers, "own_run": own_run,
+        **source_figures(*source_scores(model_path, features, settings, speakers)),
         "minutes": (time.perf_counter() - started) / 60, "made_from": made})
 
 

@@ -13,8 +13,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import yaml
 
+from pipeline.data.shards import open_partition
 from pipeline.errors import PipelineError
 from pipeline.settings import PARTITIONS, Settings, load_settings
 
@@ -25,6 +27,17 @@ def made_from(recipe: dict, features: Path, partitions=PARTITIONS) -> dict:
     """What a run's result was made from: the recipe and the shards it reads (their index files)."""
     return {"recipe": recipe, "features": {p: hashlib.sha256((features / p / "index.json").read_bytes()).hexdigest()
                                            for p in partitions}}
+
+
+def corpus_speakers(features: Path, settings: Settings, partitions=PARTITIONS) -> dict[str, set[str]]:
+    """Partition -> the speakers its shards hold."""
+    return {part: {s for r in open_partition(features / part, settings.features, verify=False) for s in r.speaker}
+            for part in partitions}
+
+
+def scored_speakers(readers, dataset) -> np.ndarray:
+    """The speaker of each utterance a Scorer scored (dataset: what score_readers returned)."""
+    return np.concatenate([np.asarray(r.speaker) for r in readers])[dataset.items]
 
 
 def finished(path: Path, made: dict) -> dict | None:
