@@ -183,16 +183,21 @@ class DevScoring:
         self.fusion_base, self.dev_logit = None, None
         if ms.excitation_fusion:
             streams = list(fusion_streams(settings.features))
-            statistics_model = fit_statistics_model(data.train_set.utterance_statistics(streams), data.train_set.labels,
-                                                    ms.excitation_fusion_c, ms.excitation_fusion_one_sided)
+            train_set = data.train_set
+            copies = ms.excitation_fusion_copies and bool(train_set.copies.sum())
+            statistics = train_set.utterance_statistics(streams, with_copies=copies)
+            labels = train_set.copy_labels() if copies else train_set.labels
+            statistics_model = fit_statistics_model(statistics, labels, ms.excitation_fusion_c,
+                                                    ms.excitation_fusion_one_sided)
             self.fusion_base = {"statistics_model": statistics_model, "streams": streams}
             self.dev_logit = statistics_logit(statistics_model, data.dev_set.utterance_statistics(streams))
             try:
                 alone = f"its dev EER alone {score_eer(self.dev_logit, self.labels):.2%}"
             except ScoreError as err:
                 alone = f"no dev EER ({err})"
-            say(f"train: score fusion with an excitation statistics model fitted on {len(data.train_set)} "
-                f"utterances; {alone}")
+            made_of = f" and {len(labels) - len(train_set)} augmented copies" if copies else ""
+            say(f"train: score fusion with an excitation statistics model fitted on {len(train_set)} "
+                f"utterances{made_of}; {alone}")
 
     def __call__(self, network, epoch: int) -> dict:
         """{dev_eer, threshold, dev_loss, calibration, fusion} (calibration: dev scores -> LLRs)."""

@@ -93,6 +93,9 @@ def run_seed(seed: int, overrides: list[str], out: Path, features: Path, threads
         channels = json.loads((run / "metrics/channels.json").read_text())
         result["channels_eer"], result["channels_max_ratio"] = channels["eer"], channels["max_eer_ratio"]
         result["channels_rejected"] = channels["rejected"]
+        for alone in ("eer_network", "eer_statistics"):  # a fused model's two inputs, each alone
+            if alone in channels:
+                result[f"channels_{alone}"] = channels[alone]
     return result
 
 
@@ -108,8 +111,9 @@ def summarise(results: list[dict]) -> dict:
             summary[key] = spread([r[key] for r in results])
     for source in results[0]["unseen_sources"]:
         summary[f"unseen {source}"] = {k: spread([r["unseen_sources"][source][k] for r in results])
-                                       for k in ("eer", "rejected")}
-    for key in ("channels_eer", "channels_rejected"):
+                                       for k in ("eer", "rejected", "eer_network", "eer_statistics")
+                                       if all(k in r["unseen_sources"][source] for r in results)}
+    for key in ("channels_eer", "channels_rejected", "channels_eer_network", "channels_eer_statistics"):
         if key in results[0]:
             summary[key] = {part: {c: spread([r[key][part][c] for r in results]) for c in conditions}
                             for part, conditions in results[0][key].items()}

@@ -7,7 +7,8 @@ training runs.
 
 The sources are loso.sources of the params file; a source is scored only when none of its speakers
 is in the train or dev shards (the default corpus: fillets_nl, the Dutch dub). Per source: EER,
-min DCF, and the share of its bona fide rejected at the model's own threshold. bench/seeds.py runs
+min DCF, the share of its bona fide rejected at the model's own threshold, and with a score fusion
+the EER of the network alone and of the statistics model alone. bench/seeds.py runs
 it for every seed; it costs one scoring pass over eval.
 """
 from __future__ import annotations
@@ -42,7 +43,8 @@ def main() -> int:
     args = parser.parse_args()
     result = unseen_sources(Path(args.params), Path(args.model), Path(args.features))
     for source, r in result.items():
-        print(f"{source}: EER {r['eer']:.2%}, {r['rejected']:.1%} of its {r['bonafide']} bona fide rejected")
+        alone = "".join(f", {name[4:]} alone {r[name]:.2%}" for name in ("eer_network", "eer_statistics") if name in r)
+        print(f"{source}: EER {r['eer']:.2%}, {r['rejected']:.1%} of its {r['bonafide']} bona fide rejected{alone}")
     if not result:
         print("no source of loso.sources is absent from train and dev")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,5 @@
-"""Training-data augmentation on the waveform: channel and codec simulation, additive noise at a
-random SNR, and convolutive and impulsive distortions in the spirit of RawBoost (Tak et al.,
+"""Training-data augmentation on the waveform: room reverberation, channel and codec simulation,
+additive noise at a random SNR, and convolutive and impulsive distortions in the spirit of RawBoost (Tak et al.,
 ICASSP 2022: linear and non-linear convolutive noise, impulsive signal-dependent noise,
 stationary signal-independent noise). Pure signal code: (waveform, rate, rng) -> waveform.
 
@@ -78,6 +78,37 @@ def add_at_snr(x: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
     return (x + noise).astype(np.float32)
 
 
+def room(x: np.ndarray, rate: int, rng: np.random.Generator) -> np.ndarray:
+    """x in a random room: the direct path, 3-12 early reflections (3-40 ms, random signs, falling
+    with delay) and a late tail whose decay depends on frequency (RT60 0.15-1.0 s below 1 kHz,
+    0.3-0.8 times that above, as walls and air absorb the highs faster), at a direct-to-reverberant
+    ratio of -8 to +10 dB; same length and RMS as x. Another room model than the `reverb` channel
+    condition (features/channels.py: a white exponential tail, no reflections), so that condition
+    stays a test of rooms training never drew."""
+    rt60_low = rng.uniform(0.15, 1.0)
+    rt60_high = rt60_low * rng.uniform(0.3, 0.8)
+    t = np.arange(int(rt60_low * rate)) / rate
+    sos = scipy.signal.butter(2, 1000.0, fs=rate, output="sos")
+    low = scipy.signal.sosfilt(sos, rng.standard_normal(len(t))) * np.exp(-6.9 * t / rt60_low)
+    high = (rng.standard_normal(len(t)) - scipy.signal.sosfilt(sos, rng.standard_normal(len(t)))) \
+        * np.exp(-6.9 * t / rt60_high)
+    tail = low + high
+    onset = int(rng.uniform(0.01, 0.05) * rate)  # the late tail builds up after the first reflections
+    tail[:onset] *= np.linspace(0.0, 1.0, onset, endpoint=False)[:len(tail)]
+    early = np.zeros(int(0.041 * rate))
+    for delay in rng.uniform(0.003, 0.04, size=int(rng.integers(3, 13))):
+        early[int(delay * rate)] += rng.choice([-1.0, 1.0]) * rng.uniform(0.2, 0.7) * 0.003 / delay
+    reverberant = np.zeros(max(len(early), len(tail)))
+    reverberant[:len(tail)] += tail * np.sqrt(np.sum(early ** 2) + 1e-3) / (np.sqrt(np.sum(tail ** 2)) + 1e-12)
+    reverberant[:len(early)] += early
+    drr_db = rng.uniform(-8.0, 10.0)
+    reverberant *= 10 ** (-drr_db / 20) / (np.sqrt(np.sum(reverberant ** 2)) + 1e-12)
+    response = np.concatenate([[1.0], reverberant[1:]])
+    y = scipy.signal.fftconvolve(np.asarray(x, dtype=np.float64), response)[:len(x)]
+    gain = np.sqrt(np.mean(np.square(x, dtype=np.float64)) / max(float(np.mean(y ** 2)), 1e-20))
+    return np.clip(y * gain, -1.0, 1.0).astype(np.float32)
+
+
 def random_notch_filter(rate: int, rng: np.random.Generator, taps: int = 101) -> np.ndarray:
     """An FIR filter with a few random stop bands: a colouring no recording chain would share."""
     edges = [0.0]
@@ -118,12 +149,15 @@ def rawboost(x: np.ndarray, rate: int, kind: str, rng: np.random.Generator) -> n
 
 def augment(x: np.ndarray, rate: int, rng: np.random.Generator, codecs=tuple(CODECS),
             p_codec: float = 0.7, p_noise: float = 0.5, snr_db=(5.0, 30.0),
-            p_rawboost: float = 0.5) -> tuple[np.ndarray, str]:
-    """One augmented copy of x and what was done ("lnl+noise:pink:12dB+gsm"): a RawBoost-style
-    distortion, additive noise, then a codec or band limit (the channel comes last, as in a
-    call), each with its probability; at least one of them."""
+            p_rawboost: float = 0.5, p_reverb: float = 0.0) -> tuple[np.ndarray, str]:
+    """One augmented copy of x and what was done ("room+lnl+noise:pink:12dB+gsm"): a room (the
+    recording's own space comes first), a RawBoost-style distortion, additive noise, then a codec
+    or band limit (the channel comes last, as in a call), each with its probability; at least
+    one of them."""
     steps = []
     while not steps:
+        if p_reverb and rng.random() < p_reverb:  # no draw at 0: copies made without rooms stay as they were
+            steps.append(("room", None))
         if rng.random() < p_rawboost:
             steps.append(("rawboost", str(rng.choice(RAWBOOST))))
         if rng.random() < p_noise:
@@ -133,7 +167,10 @@ def augment(x: np.ndarray, rate: int, rng: np.random.Generator, codecs=tuple(COD
     y = np.asarray(x, dtype=np.float32)
     names = []
     for step, arg in steps:
-        if step == "rawboost":
+        if step == "room":
+            y = room(y, rate, rng)
+            names.append("room")
+        elif step == "rawboost":
             y = rawboost(y, rate, arg, rng)
             names.append(arg)
         elif step == "noise":

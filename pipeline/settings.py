@@ -234,6 +234,8 @@ class AugmentSettings:
     p_noise: float = 0.5
     snr_db: list = field(default_factory=lambda: [5.0, 30.0])
     p_rawboost: float = 0.5
+    # Probability of a random room (features.augment.room) before the other steps.
+    p_reverb: float = 0.0
 
     def validate(self, path: str) -> None:
         from features.augment import CODECS
@@ -242,11 +244,11 @@ class AugmentSettings:
         unknown = sorted(set(self.codecs) - set(CODECS))
         if unknown:
             raise SettingsError(f"{path}.codecs: unknown {unknown}; known: {sorted(CODECS)}")
-        for name in ("p_codec", "p_noise", "p_rawboost"):
+        for name in ("p_codec", "p_noise", "p_rawboost", "p_reverb"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise SettingsError(f"{path}.{name}: must be a probability in [0, 1], got {getattr(self, name)}")
-        if (self.p_codec if self.codecs else 0.0) + self.p_noise + self.p_rawboost == 0:
-            raise SettingsError(f"{path}: p_noise and p_rawboost are 0 and p_codec is 0 or codecs empty: "
+        if (self.p_codec if self.codecs else 0.0) + self.p_noise + self.p_rawboost + self.p_reverb == 0:
+            raise SettingsError(f"{path}: p_noise, p_rawboost and p_reverb are 0 and p_codec is 0 or codecs empty: "
                                 f"nothing to augment with")
         if (len(self.snr_db) != 2 or not all(isinstance(v, (int, float)) for v in self.snr_db)
                 or self.snr_db[0] > self.snr_db[1]):
@@ -254,7 +256,12 @@ class AugmentSettings:
 
     def digest(self) -> str:
         """What the train shards' copies were made with ("" when there are none)."""
-        return _digest(self) if self.copies else ""
+        if not self.copies:
+            return ""
+        fields = dataclasses.asdict(self)
+        if not fields["p_reverb"]:  # added later: copies made without rooms keep their digest
+            del fields["p_reverb"]
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -321,6 +328,9 @@ class ModelSettings:
     excitation_fusion_c: float = 1.0
     # One-sided: the statistics' log-odds capped at 0, so they can lower a score, never raise it.
     excitation_fusion_one_sided: bool = False
+    # Fit the statistics model on the training utterances' augmented copies too (features.augment),
+    # so that a codec, noise or a room does not move its log-odds out of what it was fitted on.
+    excitation_fusion_copies: bool = False
 
     def validate(self, path: str) -> None:
         _positive(self.view2_dim, f"{path}.view2_dim")

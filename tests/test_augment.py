@@ -1,4 +1,6 @@
 """Cached augmentation: deterministic copies in the train shards, drawn by training, never by evaluation."""
+import dataclasses
+import hashlib
 import json
 
 import h5py
@@ -7,7 +9,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, harmonic
-from features.augment import CODECS, augment, augment_seed, codec_round_trip
+from features.augment import CODECS, augment, augment_seed, codec_round_trip, room
 from pipeline import extract as extract_stage
 from pipeline.data import extraction as extract
 from pipeline.data.dataset import ShardDataset
@@ -40,6 +42,56 @@ def test_codec_round_trip_keeps_length_and_changes_the_signal(codec):
     assert len(y) == len(x) and y.dtype == np.float32 and np.all(np.isfinite(y))
     assert not np.allclose(x, y, atol=1e-4)
     assert np.sqrt(np.mean(y ** 2)) > 0.1 * np.sqrt(np.mean(x ** 2))
+
+
+def test_a_room_keeps_length_and_level_and_spreads_an_impulse_over_a_falling_tail():
+    x = np.zeros(16000, np.float32)
+    x[100] = 0.5
+    y = room(x, 16000, np.random.default_rng(2))
+    assert len(y) == len(x) and y.dtype == np.float32 and np.all(np.isfinite(y))
+    assert np.sqrt(np.mean(y ** 2)) == pytest.approx(np.sqrt(np.mean(x ** 2)), rel=1e-3)
+    energy = y[100:] ** 2
+    assert energy[0] == energy.max()                                  # the direct path comes first
+    assert energy[400:2000].sum() > 0.05 * energy.sum()               # then reflections and a tail
+    assert energy[400:1200].sum() > energy[4000:4800].sum()           # which decays
+    assert np.array_equal(y, room(x, 16000, np.random.default_rng(2)))
+    assert not np.array_equal(y, room(x, 16000, np.random.default_rng(3)))
+    assert not np.any(room(np.zeros(8000, np.float32), 16000, np.random.default_rng(2)))  # silence stays silent
+
+
+def test_rooms_are_drawn_with_p_reverb_and_never_when_it_is_0():
+    x = harmonic(180.0, seconds=1.0)
+    done = [augment(x, 16000, np.random.default_rng(s), p_reverb=0.5)[1] for s in range(40)]
+    assert 8 < sum(d.startswith("room") for d in done) < 32           # first, when drawn
+    assert not any("room" in augment(x, 16000, np.random.default_rng(s))[1] for s in range(40))
+    only, what = augment(x, 16000, np.random.default_rng(1), p_codec=0.0, p_noise=0.0, p_rawboost=0.0, p_reverb=1.0)
+    assert what == "room" and not np.allclose(only, x, atol=1e-3)
+
+
+def test_rooms_change_the_copies_digest_and_no_rooms_keeps_the_earlier_one():
+    plain = AugmentSettings(copies=2)
+    assert AugmentSettings(copies=2, p_reverb=0.3).digest() not in ("", plain.digest())
+    payload = {k: v for k, v in dataclasses.asdict(plain).items() if k != "p_reverb"}
+    assert plain.digest() == hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+    with pytest.raises(SettingsError, match="p_reverb"):
+        AugmentSettings(copies=1, p_reverb=1.5).validate("features.augment")
+
+
+def test_statistics_with_copies_follow_each_item_with_its_copies(manifests, tmp_path):
+    features = FeatureSettings(excitation=True)
+    extract.extract_partition(manifests["train"], tmp_path / "train", features, ExtractSettings(n_jobs=1, shard_size=4),
+                              progress=False, augment=AugmentSettings(copies=2))
+    readers = open_partition(tmp_path / "train", features)
+    training = ShardDataset(readers, frames=20, train=True, seed=1)
+    names = ("excitation",)
+    plain = training.utterance_statistics(names)
+    both = training.utterance_statistics(names, with_copies=True)
+    assert both.shape == (3 * len(training), plain.shape[1])
+    assert np.array_equal(both[::3], plain)                           # each item, then its two copies
+    assert not np.array_equal(both[1::3], plain)
+    assert list(training.copy_labels()) == [int(label) for label in training.labels for _ in range(3)]
+    shard, record = training.locate(0, 2)
+    assert readers[shard].copy[record] == 2
 
 
 def run(manifest, out, augment_settings):

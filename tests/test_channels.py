@@ -119,6 +119,9 @@ def test_channels_stage_scores_dev_and_eval_under_each_condition(tmp_path):
     assert metrics["counts"]["eval"] == {"bonafide": 4, "spoof": 4}
     assert metrics["eer_ratio_to_clean"]["dev"]["noise"] == pytest.approx(
         metrics["eer"]["dev"]["noise"] / max(metrics["eer"]["dev"]["clean"], 1e-9))
+    for alone in ("eer_network", "eer_statistics"):  # the fused model's two inputs, each scored alone
+        assert set(metrics[alone]["eval"]) == {"clean", "g711", "noise"}
+        assert all(0.0 <= eer <= 1.0 for eer in metrics[alone]["eval"].values())
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["g711.json", "noise.json"]  # shards removed
     # a rerun keeps the finished conditions; from scratch, the same draws give the same figures
     again = subprocess.run(list(map(str, command)), cwd=ROOT, capture_output=True, text=True, timeout=600)

@@ -11,7 +11,7 @@ from pipeline.settings import Settings, SettingsError, load_settings, settings_a
 # compiling, larger shards), the authors' code's epoch rule, and two keys that do nothing with the
 # paper's settings (the second view and the fusion are off there).
 PRESET_ONLY = {("train", "micro_batch"), ("train", "compile"), ("extract", "shard_size"),
-               ("train", "select_epoch"), ("features", "view2_max_hz"), ("model", "excitation_fusion_one_sided")}
+               ("train", "select_epoch"), ("features", "view2_max_hz"), ("model", "excitation_fusion_copies")}
 
 
 def test_the_repository_params_set_every_key():

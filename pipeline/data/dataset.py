@@ -183,14 +183,21 @@ class ShardDataset(Dataset):
         frames = np.concatenate([np.diff(r.offsets) for r in self.readers]) if self.readers else np.zeros(0)
         return np.array([eval_length(int(n), self.frames, self.eval_input) for n in frames[self.items]], np.int64)
 
-    def utterance_statistics(self, names) -> np.ndarray:
+    def utterance_statistics(self, names, with_copies: bool = False) -> np.ndarray:
         """[items, statistics]: what the score fusion reads of each item (features.fusion_statistics
-        of its original's streams `names` and f0, the whole utterance, never a crop)."""
+        of its original's streams `names` and f0, the whole utterance, never a crop).
+        with_copies (train=True): each item's row is followed by one row per augmented copy of it,
+        [items + copies, statistics]; their labels are copy_labels()."""
         rows = []
         for index in range(len(self)):
-            shard, i = self.locate(index)
-            rows.append(fusion_statistics(self.readers[shard].read(i, (*names, "f0")), names))
+            for version in range(1 + (int(self.copies[index]) if with_copies else 0)):
+                shard, i = self.locate(index, version)
+                rows.append(fusion_statistics(self.readers[shard].read(i, (*names, "f0")), names))
         return np.array(rows).reshape(len(rows), n_fusion_statistics(names))
+
+    def copy_labels(self) -> np.ndarray:
+        """The labels of utterance_statistics(names, with_copies=True)'s rows."""
+        return np.repeat(self.labels, 1 + self.copies)
 
     def utterance(self, index: int) -> tuple[str, str, int]:
         shard, i = self.locate(index)

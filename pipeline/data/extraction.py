@@ -78,7 +78,7 @@ def extract_shard(rows: list, path: Path, settings: FeatureSettings, on_error: s
                 seed = augment_seed(augment.seed, utt.utt_id, k)
                 copy, done = augment_waveform(waveform, settings.sample_rate, np.random.default_rng(seed),
                                               augment.codecs, augment.p_codec, augment.p_noise,
-                                              augment.snr_db, augment.p_rawboost)
+                                              augment.snr_db, augment.p_rawboost, augment.p_reverb)
                 made.append((utt, features.extract(copy, settings.sample_rate, settings,
                                                      source=f"{audio_path} (augmented copy {k})"), (k, seed, done)))
             for method in (methods if utt.label == 1 else []):

@@ -47,7 +47,9 @@ def render(settings, parts: dict, train: dict, metrics: dict, loao: dict | None 
     statistics = (f"{count} utterance statistics ({', '.join(read[:-1])} and {read[-1]})" if len(read) > 1
                   else f"{count} utterance statistics of the excitation")
     cap = ", its log-odds capped at 0 so that it can only lower a score" if ms.excitation_fusion_one_sided else ""
-    fusion = (f", fused with a quadratic logistic model of {statistics}, fitted on the training utterances{cap}, "
+    fitted_on = ("the training utterances and their augmented copies"
+                 if ms.excitation_fusion_copies and settings.augment.copies else "the training utterances")
+    fusion = (f", fused with a quadratic logistic model of {statistics}, fitted on {fitted_on}{cap}, "
               "with fusion weights fitted on dev" if ms.excitation_fusion else "")
     lines = [
         "# Model card", "",

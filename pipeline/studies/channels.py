@@ -16,17 +16,24 @@ from pipeline.scoring.metrics import compute_eer
 from pipeline.scoring.modelfile import ModelFile
 from pipeline.scoring.scorer import Scorer, resolve_device
 from pipeline.settings import Settings
-from pipeline.studies.runs import finished, write_result
+from pipeline.studies.runs import finished, score_parts, write_result
 
 PARTITIONS = ("dev", "eval")
+FIGURES_VERSION = 2  # 2: with each fusion input's EER alone; a condition saved by version 1 is scored again
 
 
 def figures(scorer: Scorer, features: Path, settings: Settings, threshold: float) -> dict:
-    """EER and the share of bona fide rejected at the model's threshold, of one folder of shards."""
-    _, scores, labels = scorer.score_readers(open_partition(features, settings.features), settings.evaluate.batch_size)
+    """EER and the share of bona fide rejected at the model's threshold, of one folder of shards;
+    with a score fusion also the EER of each of its two inputs alone (eer_network: the network's
+    score, eer_statistics: the statistics model's log-odds), which tells which one a channel moves."""
+    _, scores, labels, alone = score_parts(scorer, open_partition(features, settings.features),
+                                           settings.evaluate.batch_size)
     bonafide, spoof = scores[labels == 1], scores[labels == 0]
-    return {"eer": compute_eer(bonafide, spoof)[0], "rejected": float(np.mean(bonafide <= threshold)),
-            "bonafide": int(len(bonafide)), "spoof": int(len(spoof))}
+    result = {"eer": compute_eer(bonafide, spoof)[0], "rejected": float(np.mean(bonafide <= threshold)),
+              "bonafide": int(len(bonafide)), "spoof": int(len(spoof))}
+    for name, values in alone.items():
+        result[f"eer_{name}"] = compute_eer(values[labels == 1], values[labels == 0])[0]
+    return result
 
 
 def condition_figures(condition: str, scorer: Scorer, threshold: float, manifest: Path, out: Path,
@@ -56,7 +63,8 @@ def run(settings: Settings, model_path: Path, manifest: Path, features: Path, ou
         return {"enabled": False}
     model = ModelFile.load(model_path)
     scorer = Scorer.of(model, device=resolve_device(settings.train.device))
-    made_from = {"model_sha256": file_sha256(model_path), "features": settings.features.fingerprint(),
+    made_from = {"figures": FIGURES_VERSION, "model_sha256": file_sha256(model_path),
+                 "features": settings.features.fingerprint(),
                  "seed": settings.channels.seed,
                  "manifests": {p: (manifest / f"{p}.tsv").read_text() for p in PARTITIONS}}
     by_condition = {"clean": {p: figures(scorer, features / p, settings, model.threshold) for p in PARTITIONS}}
@@ -69,6 +77,8 @@ def run(settings: Settings, model_path: Path, manifest: Path, features: Path, ou
     return {"enabled": True,
             "eer": {p: {c: f[p]["eer"] for c, f in by_condition.items()} for p in PARTITIONS},
             "rejected": {p: {c: f[p]["rejected"] for c, f in by_condition.items()} for p in PARTITIONS},
+            **{key: {p: {c: f[p][key] for c, f in by_condition.items()} for p in PARTITIONS}
+               for key in ("eer_network", "eer_statistics") if key in by_condition["clean"]["dev"]},
             "eer_ratio_to_clean": ratio,
             "max_eer_ratio": {p: max(ratio[p].values(), default=1.0) for p in PARTITIONS},
             "counts": {p: {"bonafide": by_condition["clean"][p]["bonafide"], "spoof": by_condition["clean"][p]["spoof"]}

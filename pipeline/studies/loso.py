@@ -19,7 +19,8 @@ from pipeline.scoring.metrics import compute_eer, min_dcf
 from pipeline.scoring.modelfile import ModelFile
 from pipeline.scoring.scorer import Scorer, resolve_device
 from pipeline.settings import PARTITIONS, Settings, load_settings
-from pipeline.studies.runs import corpus_speakers, finished, made_from, scored_speakers, train, write_result
+from pipeline.studies.runs import (corpus_speakers, finished, made_from, score_parts, scored_speakers, train,
+                                   write_result)
 
 
 class LosoError(PipelineError, ValueError):
@@ -50,7 +51,9 @@ def heldout_recipe(params: Path, speakers: list[str]) -> dict:
 
 
 def source_scores(model_path: Path, features: Path, settings: Settings, speakers: list[str]):
-    """(bona fide scores of `speakers` in every partition, scores of the eval spoofs, the model's threshold)."""
+    """(bona fide scores of `speakers` in every partition, scores of the eval spoofs, the model's
+    threshold, alone: with a score fusion, {input: (bona fide, spoofs)} of each of its inputs by
+    itself, runs.score_parts)."""
     model = ModelFile.load(model_path)
     scorer = Scorer.of(model, device=resolve_device(settings.train.device))
     scores = {}
@@ -58,22 +61,26 @@ def source_scores(model_path: Path, features: Path, settings: Settings, speakers
         readers = open_partition(features / part, settings.features)
         if part != "eval" and not {s for r in readers for s in r.speaker} & set(speakers):
             continue
-        dataset, score, labels = scorer.score_readers(readers, settings.evaluate.batch_size)
-        scores[part] = (score, labels, scored_speakers(readers, dataset))
-    bonafide = np.concatenate([s[(lab == 1) & np.isin(spk, speakers)] for s, lab, spk in scores.values()])
-    score, labels, speaker = scores["eval"]
-    spoof = score[(labels == 0) & ~np.isin(speaker, speakers)]
+        dataset, score, labels, alone = score_parts(scorer, readers, settings.evaluate.batch_size)
+        scores[part] = ({"model": score, **alone}, labels, scored_speakers(readers, dataset))
+    _, labels, speaker = scores["eval"]
+    kept = {name: (np.concatenate([s[name][(lab == 1) & np.isin(spk, speakers)] for s, lab, spk in scores.values()]),
+                   scores["eval"][0][name][(labels == 0) & ~np.isin(speaker, speakers)])
+            for name in scores["eval"][0]}
+    bonafide, spoof = kept.pop("model")
     if not len(bonafide) or not len(spoof):
         raise LosoError(f"loso: speakers {speakers} have {len(bonafide)} bona fide, eval {len(spoof)} spoofs to "
                         f"score against")
-    return bonafide, spoof, model.threshold
+    return bonafide, spoof, model.threshold, kept
 
 
-def source_figures(bonafide: np.ndarray, spoof: np.ndarray, threshold: float) -> dict:
-    """EER, min DCF, the share of the bona fide rejected at the model's threshold, and the counts."""
+def source_figures(bonafide: np.ndarray, spoof: np.ndarray, threshold: float, alone: dict | None = None) -> dict:
+    """EER, min DCF, the share of the bona fide rejected at the model's threshold, and the counts;
+    with alone ({input: (bona fide, spoofs)}) also each fusion input's EER by itself (eer_INPUT)."""
     return {"eer": compute_eer(bonafide, spoof)[0], "min_dcf": min_dcf(bonafide, spoof),
             "rejected": float(np.mean(bonafide <= threshold)), "bonafide": int(len(bonafide)),
-            "spoof": int(len(spoof))}
+            "spoof": int(len(spoof)),
+            **{f"eer_{name}": compute_eer(*pair)[0] for name, pair in (alone or {}).items()}}
 
 
 def run_source(source: str, speakers: list[str], trained_on: set[str], params: Path, features: Path,
@@ -122,6 +129,8 @@ def run(params: Path, features: Path, out: Path, main_model: Path) -> dict:
             "eer_per_source": {r["source"]: r["eer"] for r in results},
             "rejected_per_source": {r["source"]: r["rejected"] for r in results},
             "min_dcf_per_source": {r["source"]: r["min_dcf"] for r in results},
+            **{f"{key}_per_source": {r["source"]: r[key] for r in results}
+               for key in ("eer_network", "eer_statistics") if all(key in r for r in results)},
             "counts": {r["source"]: {"bonafide": r["bonafide"], "spoof": r["spoof"]} for r in results},
             "own_runs": [r["source"] for r in results if r["own_run"]],
             "minutes": sum(r["minutes"] for r in results)}

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from model.fusion import statistics_logit
 from pipeline.data.shards import open_partition
 from pipeline.errors import PipelineError
 from pipeline.settings import PARTITIONS, Settings, load_settings
@@ -38,6 +39,21 @@ def corpus_speakers(features: Path, settings: Settings, partitions=PARTITIONS) -
 def scored_speakers(readers, dataset) -> np.ndarray:
     """The speaker of each utterance a Scorer scored (dataset: what score_readers returned)."""
     return np.concatenate([np.asarray(r.speaker) for r in readers])[dataset.items]
+
+
+def score_parts(scorer, readers, batch_size: int):
+    """(dataset, the model's scores, labels, alone) of shards, as Scorer.score_readers, where alone
+    holds each input of a score fusion by itself ({"network": its scores, "statistics": the
+    statistics model's log-odds}; {} without a fusion): which of the two a held-out recording or a
+    channel moves."""
+    dataset = scorer.dataset(readers)
+    network, labels = scorer.score_dataset(dataset, batch_size)
+    if not scorer.fusion:
+        return dataset, scorer.fuse(network, None), labels, {}
+    statistics = dataset.utterance_statistics(scorer.fusion["streams"])
+    alone = {"network": np.asarray(network, dtype=np.float64),
+             "statistics": statistics_logit(scorer.fusion["statistics_model"], statistics)}
+    return dataset, scorer.fuse(network, statistics), labels, alone
 
 
 def finished(path: Path, made: dict) -> dict | None:
