@@ -65,12 +65,16 @@ def test_repro_builds_corpus_and_every_partitions_shards(project):
     all_settings = load_settings(work / "params.yaml")
     settings, methods = all_settings.features, all_settings.copy_synthesis.methods
     assert methods  # the default makes copy-synthesis spoofs, for the train partition only
+    assert all_settings.augment.copies  # and augmented copies, for the train partition only
     for part in PARTITIONS:
         utts, _ = parse_protocol(protocol_path(work / "data/mini_corpus", part))
         readers = open_partition(work / "data/features" / part, settings)
-        stored = [u for r in readers for u in r.utt_id]
+        stored = [u for r in readers for u, k in zip(r.utt_id, r.copy) if k <= 0]  # originals and vocoded copies
         copies = [copy_utt_id(u.utt_id, m) for u in utts for m in methods if u.label == 1 and part == "train"]
         assert sorted(stored) == sorted([u.utt_id for u in utts] + copies)
+        # the default's augmented copies (features.augment.copies), for the train partition only
+        augmented = sum(int((r.copy > 0).sum()) for r in readers)
+        assert augmented == (all_settings.augment.copies * len(utts) if part == "train" else 0)
         index = json.loads((work / "data/features" / part / "index.json").read_text())
         assert index["utterances"] == len(utts)   # the copies are not utterances of the partition
         for reader in readers:
