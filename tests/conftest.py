@@ -57,11 +57,13 @@ def make_tone_corpus(root: Path, partitions=("train", "dev", "eval"), per_partit
 
 
 def make_feature_shards(folder: Path, settings, n_utts: int = 64, n_shards: int = 2, seed: int = 0,
-                        speaker_of=lambda i: f"S{i % 4}"):
+                        speaker_of=lambda i: f"S{i % 4}", copies: int = 0):
     """Feature shards with a learnable class difference: bona fide F0 tracks wander, spoof ones are flat.
 
     The subband gets a harmonic ridge at the F0's bin, so the model sees the difference; every
     other stream the settings make holds noise. Utterance i (bona fide when even) is speaker_of(i)'s.
+    copies: each utterance is followed by this many augmented copies (its streams shifted by noise),
+    stored as the extraction stage stores features.augment's.
     """
     from features.streams import Streams, stream_widths
     from pipeline.data.protocol import Utterance
@@ -88,7 +90,16 @@ def make_feature_shards(folder: Path, settings, n_utts: int = 64, n_shards: int 
     for s in range(n_shards):
         part = utts[s * n_utts // n_shards:(s + 1) * n_utts // n_shards]
         path = folder / shard_name(s)
-        frames = write_shard(path, part, settings)
+        records, versions = [], []
+        for utt, streams in part:
+            records.append((utt, streams))
+            versions.append((0, 0, ""))
+            for k in range(1, copies + 1):
+                shifted = Streams({name: streams[name] + rng.normal(0.5, 0.5, size=streams[name].shape).astype(np.float32)
+                                   for name in widths}, f0=streams.f0)
+                records.append((utt, shifted))
+                versions.append((k, k, "noise"))
+        frames = write_shard(path, records, settings, copies=versions if copies else None)
         entries.append({"file": path.name, "utterances": len(part), "frames": frames,
                         "sha256": file_sha256(path)})
     write_index(folder, entries, settings, [])

@@ -133,6 +133,30 @@ def test_statistics_fit_on_training_utterances_and_weights_on_dev_only(tmp_path)
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("with_copies", [True, False])
+def test_the_statistics_model_is_fitted_on_the_augmented_copies_when_asked(tmp_path, with_copies):
+    from conftest import TINY_MODEL, make_feature_shards
+    from pipeline.data.dataset import ShardDataset
+    from pipeline.settings import ModelSettings, Settings, TrainSettings
+
+    make_feature_shards(tmp_path / "features/train", EXCITATION, n_utts=32, seed=0, copies=2)
+    make_feature_shards(tmp_path / "features/dev", EXCITATION, n_utts=16, n_shards=1, seed=1)
+    settings = Settings(features=EXCITATION,
+                        model=ModelSettings(**TINY_MODEL, excitation_fusion=True, excitation_fusion_copies=with_copies),
+                        train=TrainSettings(frames=32, batch_size=16, epochs=1, warmup_steps=2, num_workers=0,
+                                            precision="fp32"))
+    run_training(settings, tmp_path / "features", tmp_path / "models")
+    fusion = ModelFile.load(tmp_path / "models/model.pt").fusion
+    train_set = ShardDataset(open_partition(tmp_path / "features/train", EXCITATION), frames=32, train=True)
+    assert list(train_set.copies) == [2] * 32
+    statistics = train_set.utterance_statistics(fusion["streams"], with_copies=with_copies)
+    assert len(statistics) == (96 if with_copies else 32)
+    expected = fit_statistics_model(statistics, train_set.copy_labels() if with_copies else train_set.labels)
+    np.testing.assert_allclose(fusion["statistics_model"]["coef"], expected["coef"], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(fusion["statistics_model"]["mean"], expected["mean"], rtol=1e-6)
+
+
+@pytest.mark.slow
 def test_evaluate_detect_and_onnx_score_the_fused_score(tmp_path):
     from pipeline.inference import export
     from pipeline.inference.detector import Detector
