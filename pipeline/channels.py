@@ -10,9 +10,9 @@ clipping), every dev and eval utterance goes through it (each its own draw, from
 and its id), is extracted as the features stage extracts (in parallel) and is scored by the model.
 metrics/channels.json: per partition and condition the EER, the share of bona fide rejected at the
 model's threshold and the EER's ratio to the clean one; with a score fusion also the EER of the
-network's score alone and of the statistics model's alone (which of the two a channel moves). A finished condition (the same model,
-settings and manifests) is not scored again when the stage is rerun. channels.enabled false: the
-file says the stage is off.
+network's score alone and of the statistics model's alone (which of the two a channel moves). A
+finished condition (the same model, settings and manifests) is not scored again when the stage is
+rerun. channels.enabled false: the file says the stage is off.
 """
 from __future__ import annotations
 

@@ -95,8 +95,8 @@ def make_feature_shards(folder: Path, settings, n_utts: int = 64, n_shards: int 
             records.append((utt, streams))
             versions.append((0, 0, ""))
             for k in range(1, copies + 1):
-                shifted = Streams({name: streams[name] + rng.normal(0.5, 0.5, size=streams[name].shape).astype(np.float32)
-                                   for name in widths}, f0=streams.f0)
+                noise = {name: rng.normal(0.5, 0.5, size=streams[name].shape).astype(np.float32) for name in widths}
+                shifted = Streams({name: streams[name] + noise[name] for name in widths}, f0=streams.f0)
                 records.append((utt, shifted))
                 versions.append((k, k, "noise"))
         frames = write_shard(path, records, settings, copies=versions if copies else None)
