@@ -184,9 +184,8 @@ class DevScoring:
         if ms.excitation_fusion:
             streams = list(fusion_streams(settings.features))
             train_set = data.train_set
-            copies = ms.excitation_fusion_copies and bool(train_set.copies.sum())
-            statistics = train_set.utterance_statistics(streams, with_copies=copies)
-            labels = train_set.copy_labels() if copies else train_set.labels
+            statistics = train_set.utterance_statistics(streams, with_copies=ms.excitation_fusion_copies)
+            labels = train_set.copy_labels() if ms.excitation_fusion_copies else train_set.labels
             statistics_model = fit_statistics_model(statistics, labels, ms.excitation_fusion_c,
                                                     ms.excitation_fusion_one_sided)
             self.fusion_base = {"statistics_model": statistics_model, "streams": streams}
@@ -195,7 +194,8 @@ class DevScoring:
                 alone = f"its dev EER alone {score_eer(self.dev_logit, self.labels):.2%}"
             except ScoreError as err:
                 alone = f"no dev EER ({err})"
-            made_of = f" and {len(labels) - len(train_set)} augmented copies" if copies else ""
+            copies = len(labels) - len(train_set)
+            made_of = f" and {copies} augmented copies" if copies else ""
             say(f"train: score fusion with an excitation statistics model fitted on {len(train_set)} "
                 f"utterances{made_of}; {alone}")
 

@@ -1,7 +1,7 @@
 """Training-data augmentation on the waveform: room reverberation, channel and codec simulation,
-additive noise at a random SNR, and convolutive and impulsive distortions in the spirit of RawBoost (Tak et al.,
-ICASSP 2022: linear and non-linear convolutive noise, impulsive signal-dependent noise,
-stationary signal-independent noise). Pure signal code: (waveform, rate, rng) -> waveform.
+additive noise at a random SNR, and convolutive and impulsive distortions in the spirit of
+RawBoost (Tak et al., ICASSP 2022: linear and non-linear convolutive noise, impulsive
+signal-dependent noise, stationary signal-independent noise). Pure signal code: (waveform, rate, rng) -> waveform.
 
 The extraction stage makes features.augment.copies augmented copies of each training utterance
 with this module, each from its own seed (augment_seed), so a rerun is byte-identical.

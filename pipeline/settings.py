@@ -188,10 +188,13 @@ class FeatureSettings:
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def _digest(settings) -> str:
-    """A short hash of a settings dataclass: what the train shards' extra records were made with."""
-    payload = json.dumps(dataclasses.asdict(settings), sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+def _digest(settings, added_later=()) -> str:
+    """A short hash of a settings dataclass: what the train shards' extra records were made with.
+    added_later: keys left out while they hold a false value (their no-op), so records made before
+    the key existed keep their digest."""
+    fields = {key: value for key, value in dataclasses.asdict(settings).items()
+              if value or key not in added_later}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -256,12 +259,7 @@ class AugmentSettings:
 
     def digest(self) -> str:
         """What the train shards' copies were made with ("" when there are none)."""
-        if not self.copies:
-            return ""
-        fields = dataclasses.asdict(self)
-        if not fields["p_reverb"]:  # added later: copies made without rooms keep their digest
-            del fields["p_reverb"]
-        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+        return _digest(self, added_later=("p_reverb",)) if self.copies else ""
 
 
 @dataclass(frozen=True)

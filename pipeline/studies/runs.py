@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from model.fusion import statistics_logit
+from model.fusion import combine, statistics_logit
 from pipeline.data.shards import open_partition
 from pipeline.errors import PipelineError
 from pipeline.settings import PARTITIONS, Settings, load_settings
@@ -50,10 +50,9 @@ def score_parts(scorer, readers, batch_size: int):
     network, labels = scorer.score_dataset(dataset, batch_size)
     if not scorer.fusion:
         return dataset, scorer.fuse(network, None), labels, {}
-    statistics = dataset.utterance_statistics(scorer.fusion["streams"])
-    alone = {"network": np.asarray(network, dtype=np.float64),
-             "statistics": statistics_logit(scorer.fusion["statistics_model"], statistics)}
-    return dataset, scorer.fuse(network, statistics), labels, alone
+    logit = statistics_logit(scorer.fusion["statistics_model"], dataset.utterance_statistics(scorer.fusion["streams"]))
+    # the model's score as Scorer.fuse makes it, from the log-odds computed once
+    return dataset, combine(scorer.fusion["weights"], network, logit), labels, {"network": network, "statistics": logit}
 
 
 def finished(path: Path, made: dict) -> dict | None:
