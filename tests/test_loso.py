@@ -11,6 +11,7 @@ import yaml
 from conftest import ROOT, TINY_MODEL, make_feature_shards, repository_features, run_training
 from pipeline.data.dataset import ShardDataset
 from pipeline.data.shards import open_partition
+from pipeline.scoring.metrics import compute_eer
 from pipeline.settings import FeatureSettings, LosoSettings, SettingsError, load_settings
 from pipeline.studies.loso import LosoError, source_speakers
 
@@ -79,6 +80,14 @@ def test_loso_stage_trains_without_each_source_and_scores_its_bona_fide(tmp_path
     # a: S0 and S1's bona fide of train (8), dev (4) and eval (4) against the 10 eval spoofs of the others
     assert metrics["counts"]["a"] == {"bonafide": 16, "spoof": 10}
     assert metrics["counts"]["d"] == {"bonafide": 2, "spoof": 12}
+    # each source's scores are kept (fused, and each fusion input alone) for studies of the fusion
+    kept = np.load(tmp_path / "loso/a/scores.npz")
+    assert len(kept["bonafide"]) == 16 and len(kept["spoof"]) == 10
+    assert np.isclose(compute_eer(kept["bonafide"], kept["spoof"])[0], metrics["eer_per_source"]["a"])
+    for name in ("network", "statistics"):
+        assert kept[f"{name}_bonafide"].shape == (16,) and kept[f"{name}_spoof"].shape == (10,)
+        assert np.isclose(compute_eer(kept[f"{name}_bonafide"], kept[f"{name}_spoof"])[0],
+                          metrics[f"eer_{name}_per_source"]["a"])
     run_params = yaml.safe_load((tmp_path / "loso/b/params.yaml").read_text())
     assert run_params["train"]["exclude_speakers"] == ["S2", "S3"]
     log = (tmp_path / "loso/b/log.txt").read_text()

@@ -100,9 +100,13 @@ def run_source(source: str, speakers: list[str], trained_on: set[str], params: P
         model_path = out / "model.pt"
     else:
         settings, model_path = load_settings(params), main_model
+    bonafide, spoof, threshold, alone = source_scores(model_path, features, settings, speakers)
+    # each score by itself, for studies of the fusion (which input to trust on unfamiliar recordings)
+    np.savez(out / "scores.npz", bonafide=bonafide, spoof=spoof,
+             **{f"{name}_{kind}": pair[i] for name, pair in alone.items() for i, kind in enumerate(("bonafide", "spoof"))})
     return write_result(out / "result.json", {
         "source": source, "speakers": speakers, "own_run": own_run,
-        **source_figures(*source_scores(model_path, features, settings, speakers)),
+        **source_figures(bonafide, spoof, threshold, alone),
         "minutes": (time.perf_counter() - started) / 60, "made_from": made})
 
 
