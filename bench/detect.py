@@ -9,6 +9,8 @@ run `make repro` first) and scores them twice in the same run:
 - Detector.stream, model already loaded: one worker process per core (one thread each)
   extracts a few files at a time (no F0 unless the model uses it) and scores them in batches
   of equal input length;
+- the same stream with the network's BatchNorms kept (Scorer.of folds them into the convolutions
+  when it scores in fp32; bf16 keeps them, so there the two are the same network);
 - `python -m pipeline.detect FOLDER --out ...` as a user runs it, timed from start to exit
   (process start, model load and worker start-up included).
 Prints files/s for both and their ratio; writes bench/results/detect.json.
@@ -75,6 +77,13 @@ def main() -> int:
         for _ in detector.stream(paths, workers=available_cores(), progress=False):
             pass
         stream = time.perf_counter() - started
+        unfolded = Detector(ROOT / args.model)
+        if not unfolded.onnx:
+            unfolded.scorer.network = unfolded.model_file.network()  # the norms kept
+        started = time.perf_counter()
+        for _ in unfolded.stream(paths, workers=available_cores(), progress=False):
+            pass
+        stream_unfolded = time.perf_counter() - started
         started = time.perf_counter()
         subprocess.run([sys.executable, "-m", "pipeline.detect", "--model", str(ROOT / args.model), str(folder),
                         "--out", str(Path(tmp) / "scores.tsv"), "--no-progress"],
@@ -83,11 +92,14 @@ def main() -> int:
     result = {"files": args.files, "seconds_per_file": args.seconds, "precision": detector.scorer.precision,
               "eval_input": detector.scorer.eval_input, "workers": available_cores(),
               "one_at_a_time_files_per_s": args.files / loop, "stream_files_per_s": args.files / stream,
+              "stream_norms_kept_files_per_s": args.files / stream_unfolded,
               "detect_files_per_s": args.files / streamed, "speedup": loop / streamed}
     print(f"{args.files} files of {args.seconds:g} s, {detector.scorer.precision}, eval input {detector.scorer.eval_input}:")
     print(f"  one file at a time (F0 included, in-process): {result['one_at_a_time_files_per_s']:6.1f} files/s")
     print(f"  Detector.stream, model loaded (a worker per core, each extracting and scoring): "
           f"{result['stream_files_per_s']:6.1f} files/s ({loop / stream:.2f}x)")
+    print(f"  the same, the network's BatchNorms kept:       {result['stream_norms_kept_files_per_s']:6.1f} files/s "
+          f"(folded: {stream_unfolded / stream:.2f}x)")
     print(f"  python -m pipeline.detect (start to exit):    {result['detect_files_per_s']:6.1f} files/s "
           f"({result['speedup']:.2f}x)")
     out = ROOT / "bench/results"

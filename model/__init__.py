@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from features.streams import NETWORK_STREAMS, network_streams
 
@@ -14,7 +15,7 @@ from .one_class import OneClassHead, one_class_loss
 from .srla_res2net import SRLARes2Net
 
 __all__ = ["AngularOutput", "Detector", "asoftmax_loss", "bonafide_score", "build_model",
-           "count_parameters", "decision_logit", "floor_gamma", "head_loss", "margin_lambda", "psi"]
+           "count_parameters", "decision_logit", "fold_batchnorm", "floor_gamma", "head_loss", "margin_lambda", "psi"]
 
 BONAFIDE = 1  # class index of bona fide (label 1 in the shards)
 
@@ -154,3 +155,34 @@ def decision_logit(output: AngularOutput) -> torch.Tensor:
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def _get(owner, key):
+    return owner[key] if isinstance(key, int) else getattr(owner, key)
+
+
+def _set(owner, key, module):
+    if isinstance(key, int):
+        owner[key] = module
+    else:
+        setattr(owner, key, module)
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """The model for scoring only: put in eval mode, and every BatchNorm that a convolution feeds
+    directly folded into that convolution's weights and bias (the norm becomes an Identity), in
+    place. The same function of the input (in fp32 to about 1e-6), without the norms' passes over
+    the activations; training it again would be wrong, so only a scorer's own copy is folded."""
+    model.eval()
+    pairs = []
+    for module in model.modules():
+        if isinstance(module, nn.Sequential):
+            pairs += [(module, i, module, i + 1) for i in range(len(module) - 1)
+                      if isinstance(module[i], (nn.Conv1d, nn.Conv2d))
+                      and isinstance(module[i + 1], (nn.BatchNorm1d, nn.BatchNorm2d))]
+        if hasattr(module, "conv_norm_pairs"):
+            pairs += list(module.conv_norm_pairs())
+    for conv_owner, conv_key, norm_owner, norm_key in pairs:
+        _set(conv_owner, conv_key, fuse_conv_bn_eval(_get(conv_owner, conv_key), _get(norm_owner, norm_key)))
+        _set(norm_owner, norm_key, nn.Identity())
+    return model

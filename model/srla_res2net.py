@@ -82,6 +82,13 @@ class Bottle2neck(nn.Module):
                 nn.Conv2d(inplanes, planes * expansion, 1, bias=False),
                 nn.BatchNorm2d(planes * expansion))
 
+    def conv_norm_pairs(self):
+        """(owner, conv key, owner, norm key) of each convolution whose output goes straight into a
+        BatchNorm (model.fold_batchnorm); the shortcut's pair lies in its Sequential."""
+        yield self, "conv1", self, "bn1"
+        yield from ((self.convs, i, self.bns, i) for i in range(len(self.convs)))
+        yield self, "conv3", self, "bn3"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)), inplace=True)
         splits = torch.split(out, self.width, dim=1)

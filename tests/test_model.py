@@ -199,3 +199,42 @@ def test_the_network_reads_its_own_streams_only_and_refuses_a_fusion_only_one():
         assert network(torch.randn(2, 1, 45 + 8 + 4, 40)).cos_theta.shape == (2, 2)
     with pytest.raises(ValueError, match="harmonicity"):
         Detector(settings, {"subband": 45, "harmonicity": 1})
+
+
+@pytest.mark.parametrize("placement", ["split_output", "split_input"])
+def test_folding_the_batchnorms_keeps_the_scores_and_leaves_no_norm(placement):
+    from features.streams import network_streams
+    from model import fold_batchnorm
+    from pipeline.settings import FeatureSettings
+    features = FeatureSettings(view2_bands=8, excitation=True)
+    settings = ModelSettings(layers=[1, 2], planes=[16, 32], scale=4, stem_channels=8, view2_dim=16,
+                             sr_placement=placement)
+    torch.manual_seed(0)
+    network = build_model(settings, features)
+    network.train()
+    with torch.no_grad():  # running statistics far from 0 / 1, as after training
+        for _ in range(3):
+            network(torch.randn(4, 1, sum(network_streams(features).values()), 48) * 3 + 1)
+    network.eval()
+    x = torch.randn(3, 1, 45 + 8 + 4, 40)
+    with torch.no_grad():
+        before = bonafide_score(network(x))
+        folded = fold_batchnorm(network)
+        after = bonafide_score(folded(x))
+    assert not any(isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)) for m in folded.modules())
+    assert torch.allclose(before, after, atol=1e-5), (before, after)
+
+
+@pytest.mark.parametrize("precision, folded", [("fp32", True), ("bf16", False)])
+def test_a_model_files_scorer_folds_its_own_copy_in_fp32_and_keeps_the_norms_in_bf16(precision, folded, monkeypatch):
+    from pipeline.scoring import scorer as scoring
+    from pipeline.scoring.modelfile import ModelFile
+    from pipeline.settings import FeatureSettings
+    monkeypatch.setattr(scoring, "native_bf16", lambda device: (True, "as if this CPU had AMX"))
+    settings = ModelSettings(layers=[1, 1], planes=[16, 32], scale=4, stem_channels=8)
+    weights = build_model(settings).state_dict()
+    model_file = ModelFile(settings, FeatureSettings(), 100, "whole", precision, 0.0, None, None, 0.1, 1, 1, weights)
+    scorer = scoring.Scorer.of(model_file)
+    norms = [m for m in scorer.network.modules() if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d))]
+    assert scorer.precision == precision and (not norms) == folded
+    assert all(torch.equal(weights[k], v) for k, v in model_file.weights.items())  # the file's weights untouched

