@@ -14,8 +14,8 @@ from .asoftmax import AngleLinear, AngularOutput, SoftmaxHead, asoftmax_loss, fl
 from .one_class import OneClassHead, one_class_loss
 from .srla_res2net import SRLARes2Net
 
-__all__ = ["AngularOutput", "Detector", "asoftmax_loss", "bonafide_score", "build_model",
-           "count_parameters", "decision_logit", "fold_batchnorm", "floor_gamma", "head_loss", "margin_lambda", "psi"]
+__all__ = ["AngularOutput", "Detector", "asoftmax_loss", "bonafide_score", "build_model", "count_parameters",
+           "decision_logit", "fold_batchnorm", "floor_gamma", "head_loss", "margin_lambda", "psi"]
 
 BONAFIDE = 1  # class index of bona fide (label 1 in the shards)
 

@@ -223,8 +223,9 @@ class Scorer:
     def of(cls, model_file, network=None, device: torch.device | str = "cpu") -> "Scorer":
         """The scorer of a model file (pipeline.scoring.modelfile.ModelFile); network: its torch
         network (default: built from the file's weights; scored in fp32, its BatchNorms folded into
-        the convolutions, model.fold_batchnorm: 1.15x faster, scores within 1e-6) or an ONNX session
-        for an export. bf16 keeps the norms: folded, its rounding moves scores by up to 3e-3."""
+        the convolutions by model.fold_batchnorm: about 1.2x faster, scores within 1e-6,
+        docs/benchmarks.md) or an ONNX session for an export. bf16 keeps the norms: folded, its
+        rounding moved scores by up to 3e-3."""
         if network is None:
             network = model_file.network()
             if scoring_precision(model_file.precision, torch.device(device)) == "fp32":

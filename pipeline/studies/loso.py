@@ -103,7 +103,8 @@ def run_source(source: str, speakers: list[str], trained_on: set[str], params: P
     bonafide, spoof, threshold, alone = source_scores(model_path, features, settings, speakers)
     # each score by itself, for studies of the fusion (which input to trust on unfamiliar recordings)
     np.savez(out / "scores.npz", bonafide=bonafide, spoof=spoof,
-             **{f"{name}_{kind}": pair[i] for name, pair in alone.items() for i, kind in enumerate(("bonafide", "spoof"))})
+             **{f"{name}_{kind}": pair[i] for name, pair in alone.items()
+                for i, kind in enumerate(("bonafide", "spoof"))})
     return write_result(out / "result.json", {
         "source": source, "speakers": speakers, "own_run": own_run,
         **source_figures(bonafide, spoof, threshold, alone),
