@@ -2,15 +2,15 @@
 LOSO run scored by the fused score, by each input alone, and by fusions that give the network less
 weight than its dev fit does.
 
-    python bench/fusion_loso.py RUNS [--model models/model.pt] [--shrink 1 0.5 0.25 0]
+    python bench/fusion_loso.py RUNS [--model models/model.pt] [--shrink 0.75 0.5 0.25 0]
 
 RUNS: a loso stage's --out folder (models/loso, or bench/results/loso/seed1/models), whose source
 folders hold scores.npz (written by the stage) and, for a source with a run of its own, model.pt;
 a source without one was scored by --model. Prints, per source and as a mean, the EER of the fused
-score, of the network alone, of the statistics model alone, and of w * shrink * network +
-w_statistics * statistics for each --shrink (1 = the fused score). No training, no scoring: it
-reads what the stage kept. The held-out sources are what this looks at: choosing a shrink here
-makes LOSO a tuning target (say so in docs/experiments.md).
+score, of the network alone, of the statistics model alone, and of the fusion with the network's
+weight times each --shrink (model.fusion.combine; 1 would be the fused score). No training, no
+scoring: it reads what the stage kept. The held-out sources are what this looks at: choosing a
+shrink here makes LOSO a tuning target (say so in docs/experiments.md).
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from model.fusion import combine
 from pipeline.scoring.metrics import compute_eer
 from pipeline.scoring.modelfile import ModelFile
 
@@ -34,8 +35,9 @@ def source_rows(folder: Path, main_model: Path, shrinks: list[float]) -> dict:
            "statistics": compute_eer(scores["statistics_bonafide"], scores["statistics_spoof"])[0],
            "w_network": weights["w_network"], "w_statistics": weights["w_statistics"]}
     for shrink in shrinks:
-        fused = [weights["w_network"] * shrink * scores[f"network_{kind}"]
-                 + weights["w_statistics"] * scores[f"statistics_{kind}"] for kind in ("bonafide", "spoof")]
+        shrunk = {**weights, "w_network": weights["w_network"] * shrink}
+        fused = [combine(shrunk, scores[f"network_{kind}"], scores[f"statistics_{kind}"])
+                 for kind in ("bonafide", "spoof")]
         row[f"shrink {shrink:g}"] = compute_eer(*fused)[0]
     return row
 
@@ -44,7 +46,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", type=Path)
     parser.add_argument("--model", type=Path, default=Path("models/model.pt"))
-    parser.add_argument("--shrink", type=float, nargs="+", default=[1.0, 0.5, 0.25, 0.0])
+    parser.add_argument("--shrink", type=float, nargs="+", default=[0.75, 0.5, 0.25, 0.0])
     args = parser.parse_args()
     rows = {folder.name: source_rows(folder, args.model, args.shrink)
             for folder in sorted(args.runs.iterdir()) if (folder / "scores.npz").is_file()}

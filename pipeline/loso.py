@@ -13,7 +13,8 @@ spoofs of the other speakers. A source that neither train nor dev holds is score
 model (--model), which never met it. S's scores.npz keeps them (fused, and with a score fusion
 each of its inputs alone; bench/fusion_loso.py reads them). metrics/loso.json: per source the
 EER, min t-DCF and the share of its bona fide rejected at the model's own threshold, and their
-means and maxima: the figures for real speech recorded elsewhere. A finished source is not trained again when the stage is rerun.
+means and maxima: the figures for real speech recorded elsewhere. A finished source is not
+trained again when the stage is rerun.
 """
 from __future__ import annotations
 

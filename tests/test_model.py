@@ -233,8 +233,9 @@ def test_a_model_files_scorer_folds_its_own_copy_in_fp32_and_keeps_the_norms_in_
     monkeypatch.setattr(scoring, "native_bf16", lambda device: (True, "as if this CPU had AMX"))
     settings = ModelSettings(layers=[1, 1], planes=[16, 32], scale=4, stem_channels=8)
     weights = build_model(settings).state_dict()
+    saved = {key: value.clone() for key, value in weights.items()}
     model_file = ModelFile(settings, FeatureSettings(), 100, "whole", precision, 0.0, None, None, 0.1, 1, 1, weights)
     scorer = scoring.Scorer.of(model_file)
     norms = [m for m in scorer.network.modules() if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d))]
     assert scorer.precision == precision and (not norms) == folded
-    assert all(torch.equal(weights[k], v) for k, v in model_file.weights.items())  # the file's weights untouched
+    assert all(torch.equal(saved[k], v) for k, v in model_file.weights.items())  # the file's weights untouched
