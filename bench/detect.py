@@ -11,6 +11,8 @@ run `make repro` first) and scores them twice in the same run:
   of equal input length;
 - the same stream with the network's BatchNorms kept (Scorer.of folds them into the convolutions
   when it scores in fp32; bf16 keeps them, so there the two are the same network);
+- the same stream with the network exported to ONNX (`pipeline.export`, not timed) and run by
+  onnxruntime, as `detect --model model.onnx` runs it (its kernels follow the CPU);
 - `python -m pipeline.detect FOLDER --out ...` as a user runs it, timed from start to exit
   (process start, model load and worker start-up included).
 Prints files/s for both and their ratio; writes bench/results/detect.json.
@@ -32,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 import features
 from pipeline.inference.detector import Detector
+from pipeline.inference.export import export
 from pipeline.scoring.scorer import available_cores
 
 
@@ -84,6 +87,14 @@ def main() -> int:
         for _ in unfolded.stream(paths, workers=available_cores(), progress=False):
             pass
         stream_unfolded = time.perf_counter() - started
+        stream_onnx = None
+        if not detector.onnx:
+            onnx_path = export(ROOT / args.model, "onnx", Path(tmp) / "model.onnx")
+            exported = Detector(onnx_path)
+            started = time.perf_counter()
+            for _ in exported.stream(paths, workers=available_cores(), progress=False):
+                pass
+            stream_onnx = time.perf_counter() - started
         started = time.perf_counter()
         subprocess.run([sys.executable, "-m", "pipeline.detect", "--model", str(ROOT / args.model), str(folder),
                         "--out", str(Path(tmp) / "scores.tsv"), "--no-progress"],
@@ -93,6 +104,7 @@ def main() -> int:
               "eval_input": detector.scorer.eval_input, "workers": available_cores(),
               "one_at_a_time_files_per_s": args.files / loop, "stream_files_per_s": args.files / stream,
               "stream_norms_kept_files_per_s": args.files / stream_unfolded,
+              "stream_onnx_files_per_s": args.files / stream_onnx if stream_onnx else None,
               "detect_files_per_s": args.files / streamed, "speedup": loop / streamed}
     print(f"{args.files} files of {args.seconds:g} s, {detector.scorer.precision}, eval input {detector.scorer.eval_input}:")
     print(f"  one file at a time (F0 included, in-process): {result['one_at_a_time_files_per_s']:6.1f} files/s")
@@ -100,6 +112,9 @@ def main() -> int:
           f"{result['stream_files_per_s']:6.1f} files/s ({loop / stream:.2f}x)")
     print(f"  the same, the network's BatchNorms kept:       {result['stream_norms_kept_files_per_s']:6.1f} files/s "
           f"(folded: {stream_unfolded / stream:.2f}x)")
+    if stream_onnx:
+        print(f"  the same, the network exported to ONNX (onnxruntime): {args.files / stream_onnx:6.1f} files/s "
+              f"({stream / stream_onnx:.2f}x the stream)")
     print(f"  python -m pipeline.detect (start to exit):    {result['detect_files_per_s']:6.1f} files/s "
           f"({result['speedup']:.2f}x)")
     out = ROOT / "bench/results"

@@ -6,8 +6,10 @@
 
 For each condition of channels.conditions (features/channels.py: low-rate MP3 and Opus, GSM,
 G.711, noise at 5-20 dB SNR, reverberation, a random equaliser and band limit, level change and
-clipping), every dev and eval utterance goes through it (each its own draw, from channels.seed
-and its id), is extracted as the features stage extracts (in parallel) and is scored by the model.
+clipping), the dev and eval utterances go through it (each its own draw, from channels.seed
+and its id), are extracted as the features stage extracts (in parallel) and scored by the model:
+every bona fide and channels.spoofs_per_attack spoofs of each attack (a seeded sample, the same
+for every condition and for the clean figures; data/channels/PART.tsv lists it).
 metrics/channels.json: per partition and condition the EER, the share of bona fide rejected at the
 model's threshold and the EER's ratio to the clean one; with a score fusion also the EER of the
 network's score alone and of the statistics model's alone (which of the two a channel moves). A

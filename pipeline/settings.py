@@ -521,12 +521,17 @@ class ChannelSettings:
     conditions: list = field(default_factory=list)
     # Each utterance's draw of a condition comes from this seed, its id and the condition.
     seed: int = 1
+    # Spoofs of each attack and partition scored (every bona fide is); 0 = every spoof.
+    spoofs_per_attack: int = 0
 
     def validate(self, path: str) -> None:
         from features.channels import CONDITIONS
         unknown = sorted(set(self.conditions) - set(CONDITIONS))
         if unknown:
             raise SettingsError(f"{path}.conditions: unknown {unknown}; known: {sorted(CONDITIONS)}")
+        if self.spoofs_per_attack < 0:
+            raise SettingsError(f"{path}.spoofs_per_attack: {self.spoofs_per_attack}; must be 0 (every spoof) "
+                                f"or more")
 
 
 @dataclass(frozen=True)

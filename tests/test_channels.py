@@ -83,6 +83,29 @@ def test_an_unknown_condition_is_refused():
         ChannelSettings(conditions=["mp3", "radio"]).validate("channels")
 
 
+def test_sample_keeps_every_bona_fide_and_a_seeded_few_spoofs_of_each_attack():
+    from pipeline.data.manifests import ManifestRow
+    from pipeline.data.protocol import Utterance
+    from pipeline.studies.channels import sample
+
+    rows = [ManifestRow(Utterance(f"U{i:03d}", "S", "-" if i % 4 == 0 else f"A0{i % 3}", int(i % 4 == 0)), "x", "")
+            for i in range(120)]
+    kept = sample(rows, 5, seed=1)
+    assert [r for r in kept if r.utt.label == 1] == [r for r in rows if r.utt.label == 1]
+    per_attack = {a: sum(r.utt.attack == a for r in kept) for a in ("A00", "A01", "A02")}
+    assert per_attack == {"A00": 5, "A01": 5, "A02": 5}
+    assert kept == [r for r in rows if r in kept]  # manifest order
+    # the draw depends on the seed and the ids only: not on the rows' order, not on other rows
+    assert sample(rows[::-1], 5, seed=1) == kept[::-1]
+    assert sample(rows, 5, seed=2) != kept
+    assert sample(rows, 0, seed=1) == rows and sample(rows, 1000, seed=1) == rows
+
+
+def test_a_negative_spoof_count_is_refused():
+    with pytest.raises(SettingsError, match=r"channels\.spoofs_per_attack: -1"):
+        ChannelSettings(spoofs_per_attack=-1).validate("channels")
+
+
 @pytest.mark.slow
 def test_channels_stage_scores_dev_and_eval_under_each_condition(tmp_path):
     import json
@@ -98,7 +121,8 @@ def test_channels_stage_scores_dev_and_eval_under_each_condition(tmp_path):
 
     root = make_tone_corpus(tmp_path / "corpus", partitions=("dev", "eval"), per_partition=8)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["channels"] = {"enabled": True, "conditions": ["g711", "noise"], "seed": 3}
+    # one spoof of each of the eval partition's three attacks (A02 has two), every bona fide
+    params["channels"] = {"enabled": True, "conditions": ["g711", "noise"], "seed": 3, "spoofs_per_attack": 1}
     params["extract"]["n_jobs"] = 1
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     settings = load_settings(tmp_path / "params.yaml")
@@ -116,13 +140,14 @@ def test_channels_stage_scores_dev_and_eval_under_each_condition(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     metrics = json.loads((tmp_path / "channels.json").read_text())
     assert set(metrics["eer"]) == {"dev", "eval"} and set(metrics["eer"]["dev"]) == {"clean", "g711", "noise"}
-    assert metrics["counts"]["eval"] == {"bonafide": 4, "spoof": 4}
+    assert metrics["counts"]["eval"] == {"bonafide": 4, "spoof": 3}
     assert metrics["eer_ratio_to_clean"]["dev"]["noise"] == pytest.approx(
         metrics["eer"]["dev"]["noise"] / max(metrics["eer"]["dev"]["clean"], 1e-9))
     for alone in ("eer_network", "eer_statistics"):  # the fused model's two inputs, each scored alone
         assert set(metrics[alone]["eval"]) == {"clean", "g711", "noise"}
         assert all(0.0 <= eer <= 1.0 for eer in metrics[alone]["eval"].values())
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["g711.json", "noise.json"]  # shards removed
+    # the sample's manifests and each condition's figures; its shards removed
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["dev.tsv", "eval.tsv", "g711.json", "noise.json"]
     # a rerun keeps the finished conditions; from scratch, the same draws give the same figures
     again = subprocess.run(list(map(str, command)), cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and json.loads((tmp_path / "channels.json").read_text()) == metrics
