@@ -26,15 +26,18 @@ FIGURES_VERSION = 2  # 2: with each fusion input's EER alone; a condition saved 
 
 def sample(rows: list[ManifestRow], spoofs_per_attack: int, seed: int) -> list[ManifestRow]:
     """Every bona fide row and, of each attack, the spoofs_per_attack spoofs whose ids come first
-    in an order drawn from the seed (0 = every spoof); in manifest order. The draw of an utterance
-    depends only on the seed and its id, so adding utterances keeps the others' draws."""
+    in an order drawn from the seed (0 = every spoof); in manifest order. Each spoof's rank in the
+    draw depends only on the seed and its id, not on the manifest's order."""
     if spoofs_per_attack <= 0:
         return list(rows)
     by_attack: dict[str, list[str]] = {}
     for row in rows:
         if row.utt.label == 0:
             by_attack.setdefault(row.utt.attack, []).append(row.utt.utt_id)
-    rank = lambda utt: hashlib.sha256(f"{seed}:{utt}".encode()).hexdigest()
+
+    def rank(utt: str) -> str:
+        return hashlib.sha256(f"{seed}:{utt}".encode()).hexdigest()
+
     kept = {utt for ids in by_attack.values() for utt in sorted(ids, key=rank)[:spoofs_per_attack]}
     return [row for row in rows if row.utt.label == 1 or row.utt.utt_id in kept]
 
