@@ -18,7 +18,7 @@ from pipeline.scoring.metrics import compute_eer
 from pipeline.scoring.modelfile import ModelFile
 from pipeline.scoring.scorer import Scorer, resolve_device
 from pipeline.settings import Settings
-from pipeline.studies.runs import finished, score_parts, write_result
+from pipeline.studies.runs import finished, score_parts, scored_values, write_result
 
 PARTITIONS = ("dev", "eval")
 FIGURES_VERSION = 2  # 2: with each fusion input's EER alone; a condition saved by version 1 is scored again
@@ -52,8 +52,7 @@ def figures(scorer: Scorer, features: Path, settings: Settings, threshold: float
     dataset, scores, labels, alone = score_parts(scorer, readers, settings.evaluate.batch_size)
     chosen = np.ones(len(scores), bool)
     if keep is not None:
-        utts = np.concatenate([np.asarray(r.utt_id) for r in readers])[dataset.items]
-        chosen = np.isin(utts, list(keep))
+        chosen = np.isin(scored_values(readers, dataset, "utt_id"), list(keep))
     bonafide, spoof = scores[chosen & (labels == 1)], scores[chosen & (labels == 0)]
     result = {"eer": compute_eer(bonafide, spoof)[0], "rejected": float(np.mean(bonafide <= threshold)),
               "bonafide": int(len(bonafide)), "spoof": int(len(spoof))}

@@ -36,9 +36,15 @@ def corpus_speakers(features: Path, settings: Settings, partitions=PARTITIONS) -
             for part in partitions}
 
 
+def scored_values(readers, dataset, column: str) -> np.ndarray:
+    """A shard column ("speaker", "utt_id", ...) of each utterance a Scorer scored, in score order
+    (dataset: what score_readers or score_parts returned)."""
+    return np.concatenate([np.asarray(getattr(r, column)) for r in readers])[dataset.items]
+
+
 def scored_speakers(readers, dataset) -> np.ndarray:
-    """The speaker of each utterance a Scorer scored (dataset: what score_readers returned)."""
-    return np.concatenate([np.asarray(r.speaker) for r in readers])[dataset.items]
+    """The speaker of each utterance a Scorer scored."""
+    return scored_values(readers, dataset, "speaker")
 
 
 def score_parts(scorer, readers, batch_size: int):
