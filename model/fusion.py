@@ -31,14 +31,15 @@ from sklearn.preprocessing import PolynomialFeatures
 
 __all__ = ["combine", "fit_fusion", "fit_statistics_model", "fused_scores", "statistics_logit"]
 
-DEGREE = 2  # every statistic, and every product of two
+DEGREE = 2  # every statistic, and every product of two (a model stores "degree" only when it differs)
 
 
 def _terms(model: dict, statistics: np.ndarray) -> np.ndarray:
-    """Standardised statistics -> their quadratic terms [n, terms] (the constant term dropped)."""
+    """Standardised statistics -> their polynomial terms [n, terms] (quadratic unless the model
+    says otherwise; the constant term dropped)."""
     x = _filled(model, statistics)
     x = (x - model["mean"]) / model["scale"]
-    return PolynomialFeatures(DEGREE, include_bias=False).fit_transform(x)
+    return PolynomialFeatures(int(model.get("degree", DEGREE)), include_bias=False).fit_transform(x)
 
 
 def _expand(model: dict, statistics: np.ndarray) -> np.ndarray:
@@ -77,22 +78,27 @@ def _scale(values: np.ndarray) -> np.ndarray:
     return np.where(scale > 1e-12, scale, 1.0)
 
 
-def fit_statistics_model(statistics: np.ndarray, labels: np.ndarray, c: float = 1.0, one_sided: bool = False) -> dict:
+def fit_statistics_model(statistics: np.ndarray, labels: np.ndarray, c: float = 1.0, one_sided: bool = False,
+                         degree: int = DEGREE, sample_weight: np.ndarray | None = None) -> dict:
     """Quadratic logistic regression, bona fide (label 1) against spoof, classes weighted equally;
     c: the inverse L2 strength; one_sided: its log-odds capped at 0 (statistics_logit). NaN
     statistics (no evidence) are filled with the training bona fide's medians, stored as "fill".
-    Returns its numbers as lists (what the model file stores)."""
+    degree (1 = linear) and sample_weight (per row, on top of the class weights) are for studies
+    (bench/statistics_groups.py); the recipe uses neither. Returns its numbers as lists (what the
+    model file stores)."""
     statistics = np.asarray(statistics, dtype=np.float64)
     labels = np.asarray(labels)
     if len(np.unique(labels)) != 2:
         raise ValueError("the statistics model needs bona fide and spoofed utterances")
     model = {"fill": _bonafide_medians(statistics, labels)}
+    if degree != DEGREE:
+        model["degree"] = int(degree)
     statistics = _filled(model, statistics)
     model.update(mean=statistics.mean(axis=0), scale=_scale(statistics))
     terms = _terms(model, statistics)
     model.update(term_mean=terms.mean(axis=0), term_scale=_scale(terms))
     regression = LogisticRegression(C=c, max_iter=5000, class_weight="balanced")
-    regression.fit((terms - model["term_mean"]) / model["term_scale"], labels)
+    regression.fit((terms - model["term_mean"]) / model["term_scale"], labels, sample_weight=sample_weight)
     model.update(coef=regression.coef_[0], intercept=float(regression.intercept_[0]))
     if one_sided:  # absent otherwise, so the model files of two-sided fusions stay as they were
         model["one_sided"] = True

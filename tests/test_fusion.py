@@ -58,6 +58,31 @@ def test_statistics_model_learns_a_quadratic_boundary_and_stores_plain_numbers()
         fit_statistics_model(x, np.ones(400, int))
 
 
+def test_a_linear_statistics_model_cannot_learn_the_ring_and_its_scorer_knows_its_degree():
+    # the studies' linear model (bench/statistics_groups.py): stored with its degree, scored as fitted
+    rng = np.random.default_rng(0)
+    angle = rng.uniform(0, 2 * np.pi, 400)
+    radius = np.r_[rng.uniform(0, 1, 200), rng.uniform(2, 3, 200)]
+    x = np.c_[radius * np.cos(angle), radius * np.sin(angle)]
+    labels = np.r_[np.ones(200, int), np.zeros(200, int)]
+    quadratic, linear = fit_statistics_model(x, labels), fit_statistics_model(x, labels, degree=1)
+    assert "degree" not in quadratic and linear["degree"] == 1  # the recipe's model files stay as they were
+    assert len(linear["coef"]) == 2 and len(quadratic["coef"]) == 5
+    eer = {name: compute_eer(s[labels == 1], s[labels == 0])[0]
+           for name, s in (("linear", statistics_logit(linear, x)), ("quadratic", statistics_logit(quadratic, x)))}
+    assert eer["quadratic"] < 0.05 < 0.3 < eer["linear"]
+
+
+def test_row_weights_move_the_statistics_model_towards_the_rows_that_weigh_more():
+    # two kinds of bona fide: weighting the rare kind up makes the model accept more of it
+    rng = np.random.default_rng(1)
+    common, rare, spoof = rng.normal(0, 1, (300, 2)), rng.normal([3, 0], 1, (30, 2)), rng.normal([1.5, 2], 1, (300, 2))
+    x, labels = np.r_[common, rare, spoof], np.r_[np.ones(330, int), np.zeros(300, int)]
+    weight = np.r_[np.ones(300), np.full(30, 10.0), np.ones(300)]
+    plain, weighted = fit_statistics_model(x, labels), fit_statistics_model(x, labels, sample_weight=weight)
+    assert np.mean(statistics_logit(weighted, rare)) > np.mean(statistics_logit(plain, rare))
+
+
 def test_a_one_sided_statistics_model_can_lower_a_score_but_never_raise_it():
     rng = np.random.default_rng(2)
     x = rng.normal(size=(300, 3))
