@@ -16,25 +16,28 @@ their augmented copies, the same C and sidedness) and reports, without training 
   the source's bona fide (every partition) are scored against the eval spoofs of other speakers;
   the share rejected is at the statistics' own EER threshold on the remaining dev.
 - **Fused with the committed network** (its scores do not depend on the statistics): the fusion
-  weights refitted on clean dev, then clean dev (in-sample for the weights), clean eval, the
-  source no run trains on (fillets_nl, the Dutch dub: scored by the main model in LOSO too) and
-  each channel condition of the channels stage's sample (data/channels/PART.tsv), with the share
+  weights refitted on clean dev, then clean dev (in-sample for the weights), clean eval, each
+  source whose speakers are in neither train nor dev (the main model never met it: the loso stage
+  scores it with the main model too; in the mini corpus the Dutch dub, fillets_nl) and each
+  channel condition of the channels stage's sample (data/channels/PART.tsv), with the share
   of bona fide rejected at the fused dev EER threshold.
 
 Then the same figures, on every group, for a few other statistics models (linear; ten times the L2
 penalty; the training bona fide weighted so that each source weighs the same) and for fusion
 weights fitted on dev and its augmented copies (the training augmentation, features.augment, made
-for dev), where the network is less at home than on clean dev.
+for dev): channels that clean dev lacks.
 
 The channel conditions are extracted once (the channels stage's extraction, same seed) and their
 network scores and statistics cached in --out/conditions/ (the statistics of every partition and
-dev's copies likewise), so a rerun only refits: the first run takes about 20 minutes on 2 cores, a rerun a few.
-Prints tables and writes --out/result.json.
+dev's copies likewise), so a rerun only refits: the first run takes about 20 minutes on 2 cores,
+a rerun a few. Needs a recipe with all three groups (features.excitation, harmonicity,
+harmonic_phase). Prints tables and writes --out/result.json.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from itertools import combinations
@@ -107,9 +110,10 @@ def main() -> int:
     parser.add_argument("--no-conditions", action="store_true", help="skip the channel conditions")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
+    from features.streams import FUSION_STREAMS, fusion_streams
     from model.fusion import combine, fit_fusion, fit_statistics_model, statistics_logit
     from pipeline.data.extraction import extract_partition
-    from pipeline.data.shards import open_partition
+    from pipeline.data.shards import file_sha256, open_partition
     from pipeline.scoring.metrics import compute_eer
     from pipeline.scoring.modelfile import ModelFile
     from pipeline.scoring.scorer import Scorer
@@ -119,6 +123,26 @@ def main() -> int:
     settings = load_settings(ROOT / args.params)
     ms = settings.model
     features, out = ROOT / args.features, ROOT / args.out
+    if fusion_streams(settings.features) != tuple(FUSION_STREAMS):
+        sys.exit(f"{args.params}: the statistics groups are compared with all three on "
+                 f"(features.excitation, harmonicity, harmonic_phase); this recipe has "
+                 f"{fusion_streams(settings.features)}")
+    for part in ("dev", "eval"):
+        if not args.no_conditions and not (ROOT / args.channels / f"{part}.tsv").exists():
+            sys.exit(f"{ROOT / args.channels / f'{part}.tsv'}: no channels sample (run the channels stage, "
+                     f"or pass --no-conditions)")
+    # the caches hold the network's scores and the statistics: made again for another model, other
+    # shards or another channel draw
+    made = {"model": file_sha256(ROOT / args.model),
+            "features": {p: file_sha256(features / p / "index.json") for p in ("train", "dev", "eval")},
+            "channels": None if args.no_conditions else {
+                "seed": settings.channels.seed,
+                "sample": {p: file_sha256(ROOT / args.channels / f"{p}.tsv") for p in ("dev", "eval")}}}
+    if (out / "made_from.json").exists() and json.loads((out / "made_from.json").read_text()) != made:
+        print(f"{out}: caches of another model or other shards, made again", flush=True)
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "made_from.json").write_text(json.dumps(made, indent=1))
     started = time.perf_counter()
     train = cached(out / "train.npz", lambda: load_partition(features, settings, "train", True))
     model = ModelFile.load(ROOT / args.model)
@@ -140,6 +164,7 @@ def main() -> int:
                     scored = network_part(scorer, open_partition(shards, settings.features, verify=False),
                                           settings.evaluate.batch_size)
                     result.update({f"{part}_{key}": value for key, value in scored.items()})
+                shutil.rmtree(out / "shards" / condition)  # what is kept is in the cache
                 return result
             t = time.perf_counter()
             conditions[condition] = cached(out / "conditions" / f"{condition}.npz", make)
@@ -148,6 +173,8 @@ def main() -> int:
     everyone = set(train["speakers"]) | set(parts["dev"]["speakers"]) | set(parts["eval"]["speakers"])
     sources = source_speakers(settings.loso.sources, {"all": everyone})
     source_of = {speaker: source for source, members in sources.items() for speaker in members}
+    heard = set(train["speakers"]) | set(parts["dev"]["speakers"])
+    unheard = [source for source, members in sources.items() if not heard & set(members)]
     dev, ev = parts["dev"], parts["eval"]
 
     def source_balanced(speakers, labels):
@@ -181,8 +208,10 @@ def main() -> int:
             dataset.labels = np.concatenate([r.label for r in readers]).astype(np.int64)
             dataset.copies = np.zeros(len(dataset.items), np.int64)
             network, labels = scorer.score_dataset(dataset, settings.evaluate.batch_size)
-            return {"network": network, "labels": labels,
-                    "statistics": dataset.utterance_statistics(scorer.fusion["streams"])}
+            result = {"network": network, "labels": labels,
+                      "statistics": dataset.utterance_statistics(scorer.fusion["streams"])}
+            shutil.rmtree(shards)
+            return result
         return cached(out / "dev_copies.npz", make)
 
     def row(groups, variant):
@@ -192,7 +221,8 @@ def main() -> int:
             cols, sm = fit(groups, ~np.isin(train["speakers"], speakers), variant)
             held = [p["statistics"][(p["labels"] == 1) & np.isin(p["speakers"], speakers)] for p in (dev, ev)]
             bona = statistics_logit(sm, np.concatenate(held + [train_originals(speakers)])[:, cols])
-            spoof = statistics_logit(sm, ev["statistics"][(ev["labels"] == 0) & ~np.isin(ev["speakers"], speakers)][:, cols])
+            others = (ev["labels"] == 0) & ~np.isin(ev["speakers"], speakers)
+            spoof = statistics_logit(sm, ev["statistics"][others][:, cols])
             dev_keep = ~np.isin(dev["speakers"], speakers)
             d = statistics_logit(sm, dev["statistics"][dev_keep][:, cols])
             threshold = compute_eer(d[dev["labels"][dev_keep] == 1], d[dev["labels"][dev_keep] == 0])[1]
@@ -205,7 +235,8 @@ def main() -> int:
         dev_logit = statistics_logit(sm, dev["statistics"][:, cols])
         if variant.get("fusion_on_dev_copies"):
             fitted = dev_copies()
-            weights = fit_fusion(fitted["network"], statistics_logit(sm, fitted["statistics"][:, cols]), fitted["labels"])
+            weights = fit_fusion(fitted["network"], statistics_logit(sm, fitted["statistics"][:, cols]),
+                                 fitted["labels"])
         else:
             weights = fit_fusion(dev["network"], dev_logit, dev["labels"])
         fused_dev = combine(weights, dev["network"], dev_logit)
@@ -221,9 +252,10 @@ def main() -> int:
         result["weights"] = weights
         result["dev"] = figures(dev["network"], dev["statistics"], dev["labels"])
         result["eval"] = figures(ev["network"], ev["statistics"], ev["labels"])
-        dutch = np.isin(ev["speakers"], sources["fillets_nl"])
-        result["fillets_nl"] = figures(ev["network"], ev["statistics"], ev["labels"], dutch & (ev["labels"] == 1),
-                                       ~dutch & (ev["labels"] == 0))
+        for source in unheard:
+            held = np.isin(ev["speakers"], sources[source])
+            result[source] = figures(ev["network"], ev["statistics"], ev["labels"], held & (ev["labels"] == 1),
+                                     ~held & (ev["labels"] == 0))
         result["conditions"] = {
             condition: {part: figures(data[f"{part}_network"], data[f"{part}_statistics"], data[f"{part}_labels"])
                         for part in ("dev", "eval")} for condition, data in conditions.items()}
@@ -244,17 +276,18 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "result.json").write_text(json.dumps(results, indent=1))
     print("\nLOSO, statistics model alone: EER (bona fide rejected at its dev EER threshold)")
-    print("subset".ljust(26) + "".join(s[:11].rjust(16) for s in sources) + "mean".rjust(16))
-    for name, row in results.items():
-        print(name.ljust(26) + "".join(f"{r['eer']:6.1%} ({r['rejected']:5.1%})".rjust(16) for r in row["loso"].values())
-              + f"{row['loso_mean_eer']:6.1%} ({row['loso_mean_rejected']:5.1%})".rjust(16))
+    print("subset".ljust(40) + "".join(s[:11].rjust(16) for s in sources) + "mean".rjust(16))
+    for name, result in results.items():
+        print(name.ljust(40) + "".join(f"{r['eer']:6.1%} ({r['rejected']:5.1%})".rjust(16)
+                                       for r in result["loso"].values())
+              + f"{result['loso_mean_eer']:6.1%} ({result['loso_mean_rejected']:5.1%})".rjust(16))
     print("\nFused with the committed network (weights refitted on clean dev): EER (rejected)")
-    heads = ["dev", "eval", "fillets_nl"] + [f"{c} {p}" for c in conditions for p in ("dev", "eval")]
-    print("subset".ljust(26) + "".join(h.rjust(16) for h in heads))
-    for name, row in results.items():
-        cells = [row["dev"], row["eval"], row["fillets_nl"]] + [row["conditions"][c][p] for c in conditions
-                                                                for p in ("dev", "eval")]
-        print(name.ljust(26) + "".join(f"{c['eer']:6.1%} ({c['rejected']:5.1%})".rjust(16) for c in cells))
+    heads = ["dev", "eval", *unheard] + [f"{c} {p}" for c in conditions for p in ("dev", "eval")]
+    print("subset".ljust(40) + "".join(h.rjust(16) for h in heads))
+    for name, result in results.items():
+        cells = [result["dev"], result["eval"], *(result[s] for s in unheard),
+                 *(result["conditions"][c][p] for c in conditions for p in ("dev", "eval"))]
+        print(name.ljust(40) + "".join(f"{c['eer']:6.1%} ({c['rejected']:5.1%})".rjust(16) for c in cells))
     print(f"\n{time.perf_counter() - started:.0f} s; {out / 'result.json'}")
     return 0
 
