@@ -46,9 +46,13 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from features import N_PHASE_STATISTICS, N_UTTERANCE_STATISTICS  # noqa: E402
 
 # Columns of features.fusion_statistics with every stream on: excitation, HNR, harmonic phase.
-GROUPS = {"excitation": slice(0, 17), "hnr": slice(17, 18), "phase": slice(18, 27)}
+_E, _P = N_UTTERANCE_STATISTICS, N_PHASE_STATISTICS
+GROUPS = {"excitation": slice(0, _E), "hnr": slice(_E, _E + 1), "phase": slice(_E + 1, _E + 1 + _P)}
 # Other statistics models and fusion fits, each on every group (none is the recipe's).
 VARIANTS = {"linear (degree 1)": {"degree": 1},
             "C 0.1 (10x the L2 penalty)": {"c": 0.1},
@@ -57,36 +61,33 @@ VARIANTS = {"linear (degree 1)": {"degree": 1},
 
 
 def columns(groups) -> np.ndarray:
-    return np.concatenate([np.arange(27)[GROUPS[g]] for g in groups])
+    return np.concatenate([np.arange(GROUPS["phase"].stop)[GROUPS[g]] for g in groups])
 
 
-def load_partition(features: Path, settings, part: str, train: bool) -> dict:
-    """{statistics [rows, 27], labels, speakers, version} of a partition's items (train: each
-    followed by its augmented copies; version 0 = the original, k = its k-th copy)."""
+def training_statistics(features: Path, settings) -> dict:
+    """{statistics, labels, speakers, version} of the training items as train.py fits the
+    statistics model on them: each item followed by its augmented copies (version 0 = the
+    original, k = its k-th copy)."""
     from features.streams import fusion_streams
     from pipeline.data.dataset import ShardDataset
     from pipeline.data.shards import open_partition
 
-    readers = open_partition(features / part, settings.features, verify=False)
-    dataset = ShardDataset(readers, settings.train.frames, train=train, streams=("subband",))
-    names = fusion_streams(settings.features)
-    statistics = dataset.utterance_statistics(names, with_copies=train)
+    readers = open_partition(features / "train", settings.features, verify=False)
+    dataset = ShardDataset(readers, settings.train.frames, train=True, streams=("subband",))
     speakers = np.concatenate([np.asarray(r.speaker) for r in readers])[dataset.items]
-    copies = dataset.copies if train else np.zeros(len(dataset), np.int64)
-    return {"statistics": statistics, "labels": np.repeat(dataset.labels, 1 + copies),
-            "speakers": np.repeat(speakers, 1 + copies),
-            "version": np.concatenate([np.arange(1 + c) for c in copies]) if len(copies) else np.zeros(0, int)}
+    return {"statistics": dataset.utterance_statistics(fusion_streams(settings.features), with_copies=True),
+            "labels": dataset.copy_labels(), "speakers": np.repeat(speakers, 1 + dataset.copies),
+            "version": np.concatenate([np.arange(1 + c) for c in dataset.copies])}
 
 
-def network_part(scorer, readers, batch_size: int):
-    """(network scores, statistics, labels, speakers, utt ids) of one folder of shards."""
-    from pipeline.studies.runs import scored_values
+def network_part(scorer, readers, batch_size: int) -> dict:
+    """{network: the network's scores, statistics, labels, speakers} of one folder of shards."""
+    from pipeline.studies.runs import scored_speakers
 
     dataset = scorer.dataset(readers)
     network, labels = scorer.score_dataset(dataset, batch_size)
-    statistics = dataset.utterance_statistics(scorer.fusion["streams"])
-    return {"network": network, "statistics": statistics, "labels": labels,
-            "speakers": scored_values(readers, dataset, "speaker"), "utt": scored_values(readers, dataset, "utt_id")}
+    return {"network": network, "statistics": dataset.utterance_statistics(scorer.fusion["streams"]),
+            "labels": labels, "speakers": scored_speakers(readers, dataset)}
 
 
 def cached(path: Path, make) -> dict:
@@ -109,7 +110,6 @@ def main() -> int:
     parser.add_argument("--out", default="bench/results/statistics_groups")
     parser.add_argument("--no-conditions", action="store_true", help="skip the channel conditions")
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT))
     from features.streams import FUSION_STREAMS, fusion_streams
     from model.fusion import combine, fit_fusion, fit_statistics_model, statistics_logit
     from pipeline.data.extraction import extract_partition
@@ -144,7 +144,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "made_from.json").write_text(json.dumps(made, indent=1))
     started = time.perf_counter()
-    train = cached(out / "train.npz", lambda: load_partition(features, settings, "train", True))
+    train = cached(out / "train.npz", lambda: training_statistics(features, settings))
     model = ModelFile.load(ROOT / args.model)
     scorer = Scorer.of(model)
     parts = {part: cached(out / f"{part}.npz", lambda part=part: network_part(
@@ -214,6 +214,12 @@ def main() -> int:
             return result
         return cached(out / "dev_copies.npz", make)
 
+    def train_originals(speakers):
+        """The statistics of these speakers' training bona fide: the originals only (an augmented copy
+        is not a recording of the source)."""
+        chosen = (train["labels"] == 1) & np.isin(train["speakers"], speakers) & (train["version"] == 0)
+        return train["statistics"][chosen]
+
     def row(groups, variant):
         result = {"loso": {}}
         # LOSO, statistics model alone
@@ -260,12 +266,6 @@ def main() -> int:
             condition: {part: figures(data[f"{part}_network"], data[f"{part}_statistics"], data[f"{part}_labels"])
                         for part in ("dev", "eval")} for condition, data in conditions.items()}
         return result
-
-    def train_originals(speakers):
-        """The statistics of these speakers' training bona fide: the originals only (an augmented copy
-        is not a recording of the source)."""
-        chosen = (train["labels"] == 1) & np.isin(train["speakers"], speakers) & (train["version"] == 0)
-        return train["statistics"][chosen]
 
     subsets = [tuple(g for g in GROUPS if g in s) for n in (1, 2, 3) for s in combinations(GROUPS, n)]
     results = {"+".join(groups): row(groups, {}) for groups in subsets}
